@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL cluster for tests and the demo, never the system one.
+#   scripts/pg-cluster.sh start DIR [PORT]   initdb if needed, start, print the port
+#   scripts/pg-cluster.sh stop DIR
+#   scripts/pg-cluster.sh kill DIR           SIGKILL the postmaster (crash tests)
+# Postgres refuses to run as root: when invoked as root the cluster runs as user postgres.
+set -euo pipefail
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
+cmd=${1:?start|stop|kill}; dir=${2:?data directory}
+
+run_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+    local port=${1:-54330}
+    while (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    echo "$port"
+}
+
+case "$cmd" in
+start)
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        run_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C >"$dir.initdb.log" 2>&1 \
+            || { cat "$dir.initdb.log"; exit 1; }
+    fi
+    if run_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        sed -n 's/^port = //p' "$dir/postgresql.auto.conf" | tail -n 1
+        exit 0
+    fi
+    port=${3:-$(free_port)}
+    # Settings live in postgresql.auto.conf so a restart (crash tests) keeps them.
+    {
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$dir'"
+        echo "fsync = off"
+        echo "max_wal_senders = 4"
+        echo "wal_level = replica"
+        echo "shared_buffers = 256MB"
+        echo "maintenance_work_mem = 512MB"
+        echo "${PG_EXTRA_CONF:-}"
+    } | run_pg tee "$dir/postgresql.auto.conf" >/dev/null
+    run_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    echo "$port"
+    ;;
+stop)
+    [ -f "$dir/postmaster.pid" ] && run_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
+    ;;
+kill)
+    [ -f "$dir/postmaster.pid" ] && kill -9 "$(head -n 1 "$dir/postmaster.pid")" || true
+    ;;
+*)
+    echo "usage: $0 start|stop|kill DIR [PORT]" >&2
+    exit 2
+    ;;
+esac
