@@ -43,14 +43,20 @@ start)
         echo "maintenance_work_mem = 512MB"
         echo "${PG_EXTRA_CONF:-}"
     } | run_pg tee "$dir/postgresql.auto.conf" >/dev/null
-    run_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # Without RUST_BACKTRACE: pgrx would append Rust backtraces to errors sent to clients.
+    run_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     echo "$port"
     ;;
 stop)
     [ -f "$dir/postmaster.pid" ] && run_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
     ;;
 kill)
-    [ -f "$dir/postmaster.pid" ] && kill -9 "$(head -n 1 "$dir/postmaster.pid")" || true
+    # A crash of the whole server: the postmaster and every child die at once.
+    if [ -f "$dir/postmaster.pid" ]; then
+        pid=$(head -n 1 "$dir/postmaster.pid")
+        kill -9 "$pid" $(pgrep -P "$pid") 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
     ;;
 *)
     echo "usage: $0 start|stop|kill DIR [PORT]" >&2

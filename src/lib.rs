@@ -1,16 +1,32 @@
 //! xmodal: cross-modal search inside PostgreSQL.
 //!
-//! Modules: `vector` (the xvector type and its kernels). The hand-written SQL that pgrx cannot
+//! Modules: `vector` (the xvector type and its kernels), `index` (the xhnsw access method). The hand-written SQL that pgrx cannot
 //! generate (the type itself, operators, opclasses, casts, aggregates) lives in `sql/`.
 
 use pgrx::prelude::*;
 
+pub mod index;
 pub mod vector;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/xvector_type.sql", name = "xvector_type", bootstrap);
-extension_sql_file!("../sql/xvector_ops.sql", name = "xvector_ops", finalize);
+extension_sql_file!(
+    "../sql/xvector_ops.sql",
+    name = "xvector_ops",
+    requires = [
+        xvector_coerce, array_to_xvector, real_array_to_xvector, xvector_to_float4,
+        l2_distance, cosine_distance, negative_inner_product, xvector_add, xvector_sub, xvector_mul,
+        xvector_lt, xvector_le, xvector_eq, xvector_ne, xvector_ge, xvector_gt, xvector_cmp,
+        xvector_accum, xvector_combine, xvector_avg, xvector_sum,
+    ]
+);
+extension_sql_file!("../sql/xhnsw.sql", name = "xhnsw", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    index::options::init();
+}
 
 #[cfg(test)]
 pub mod pg_test {

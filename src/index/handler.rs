@@ -1,0 +1,89 @@
+//! The access-method handler (what `CREATE ACCESS METHOD xhnsw` points at), the planner's cost
+//! estimate, and opclass validation.
+
+use pgrx::prelude::*;
+
+use super::{build, insert, options, scan, vacuum};
+
+#[pg_extern(sql = false)]
+fn xhnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRoutine> {
+    let mut am = unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
+    am.amstrategies = 0;
+    am.amsupport = 1;
+    am.amcanorderbyop = true;
+    am.amoptionalkey = true;
+    am.amkeytype = pg_sys::InvalidOid;
+    am.amusemaintenanceworkmem = true;
+    am.ambuild = Some(build::ambuild);
+    am.ambuildempty = Some(build::ambuildempty);
+    am.aminsert = Some(insert::aminsert);
+    am.ambulkdelete = Some(vacuum::ambulkdelete);
+    am.amvacuumcleanup = Some(vacuum::amvacuumcleanup);
+    am.amcostestimate = Some(amcostestimate);
+    am.amoptions = Some(options::amoptions);
+    am.amvalidate = Some(amvalidate);
+    am.ambuildphasename = Some(build::ambuildphasename);
+    am.ambeginscan = Some(scan::ambeginscan);
+    am.amrescan = Some(scan::amrescan);
+    am.amgettuple = Some(scan::amgettuple);
+    am.amendscan = Some(scan::amendscan);
+    am.into_pg_boxed()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
+    true
+}
+
+/// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
+/// `8 * ef_search` elements plus a few per layer of the descent; genericcostestimate charges
+/// their pages, and each also costs a distance computation. The whole search runs before the
+/// first row comes back, so it is startup cost.
+#[pg_guard]
+unsafe extern "C-unwind" fn amcostestimate(
+    root: *mut pg_sys::PlannerInfo,
+    path: *mut pg_sys::IndexPath,
+    loop_count: f64,
+    startup_cost: *mut pg_sys::Cost,
+    total_cost: *mut pg_sys::Cost,
+    selectivity: *mut pg_sys::Selectivity,
+    correlation: *mut f64,
+    pages: *mut f64,
+) {
+    unsafe {
+        if (*path).indexorderbys.is_null() {
+            // Not usable without ORDER BY: make sure the planner never picks it.
+            *startup_cost = f64::MAX;
+            *total_cost = f64::MAX;
+            *selectivity = 0.0;
+            *correlation = 0.0;
+            *pages = 0.0;
+            return;
+        }
+        let info = (*path).indexinfo;
+        let tuples = (*info).tuples.max(1.0);
+        let m = index_m((*info).indexoid) as f64;
+        let ef = options::EF_SEARCH.get() as f64;
+        let visited = (8.0 * ef + tuples.ln() * m).min(tuples);
+
+        let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
+        costs.numIndexTuples = visited;
+        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
+        let distances = visited * pg_sys::cpu_operator_cost * 4.0;
+        *startup_cost = costs.indexTotalCost + distances;
+        *total_cost = costs.indexTotalCost + distances;
+        *selectivity = costs.indexSelectivity;
+        *correlation = 0.0;
+        *pages = costs.numIndexPages;
+    }
+}
+
+/// `m` of an index; the planner already holds a lock on it.
+unsafe fn index_m(oid: pg_sys::Oid) -> usize {
+    unsafe {
+        let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
+        let (m, _) = options::index_options(index);
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        m
+    }
+}

@@ -1,0 +1,161 @@
+//! aminsert: add one heap tuple to the graph. A vector equal to an existing element's joins
+//! that element's heap TIDs (duplicates, non-HOT updates); otherwise a new element and its
+//! neighbour item are written to a page with room, then linked in by graph::insert.
+
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+
+use super::graph::{insert, knn_search, HnswParams, LevelGenerator, SearchScratch};
+use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
+use super::store::PageStore;
+use crate::vector::Xvector;
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _check_unique: pg_sys::IndexUniqueCheck::Type,
+    _index_unchanged: bool,
+    _index_info: *mut pg_sys::IndexInfo,
+) -> bool {
+    unsafe {
+        if *isnull {
+            return false;
+        }
+        let tid = Tid::from_pg(&*heap_tid);
+        PgMemoryContexts::new("xhnsw insert").switch_to(|_| {
+            let vector = Xvector::from_datum_value(*values);
+            insert_vector(index, tid, vector.as_slice());
+        });
+    }
+    false
+}
+
+/// Params for graph code from the metapage.
+pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
+    HnswParams { max_level: page::max_level_for(m), ..HnswParams::new(m, ef_construction) }
+}
+
+/// Insert one vector (as given by the user; prepared here for the metric).
+pub fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32]) {
+    // Inserts share this lock; VACUUM's graph repair takes it exclusively.
+    unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
+    let mut store = PageStore::open(index);
+    let Some(vector) = store.metric.prepare(raw) else {
+        unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
+        return; // zero vector under cosine: not indexed
+    };
+    check_dims(&mut store, vector.len());
+    let params = params_of(store.m, store.meta.ef_construction as usize);
+    let mut scratch = SearchScratch::new();
+    if !join_duplicate(&store, &mut scratch, heap_tid, &vector) {
+        let seed = store.meta.elements ^ ((heap_tid.block as u64) << 16 | heap_tid.offset as u64);
+        let level = LevelGenerator::new(&params, seed).next_level();
+        let id = add_element(&mut store, heap_tid, &vector, level);
+        insert(&mut store, &mut scratch, &params, id, &vector, level);
+    }
+    unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
+}
+
+fn check_dims(store: &mut PageStore, dims: usize) {
+    if store.dims == dims {
+        return;
+    }
+    if store.dims != 0 {
+        crate::vector::error::VectorError::dimension_mismatch(store.dims, dims).raise();
+    }
+    super::build::check_index_dims(dims);
+    // First vector of an index built empty on an unconstrained column: fix the dimension.
+    let locked = Locked::read(store.index, META_BLOCK, true);
+    let xlog = Xlog::begin(store.index, &locked, false);
+    unsafe {
+        let mut meta = page::read_meta(xlog.page());
+        if meta.dims == 0 {
+            meta.dims = dims as u32;
+            page::write_meta(xlog.page(), &meta);
+        }
+        store.meta = meta;
+        store.dims = meta.dims as usize;
+    }
+    xlog.finish();
+    if store.dims != dims {
+        crate::vector::error::VectorError::dimension_mismatch(store.dims, dims).raise();
+    }
+}
+
+/// If the nearest element holds exactly this vector and has room, add the heap TID to it.
+fn join_duplicate(store: &PageStore, scratch: &mut SearchScratch<Tid, super::graph::HashVisited<Tid>>, heap_tid: Tid, vector: &[f32]) -> bool {
+    let nearest = knn_search(store, scratch, vector, 1, store.m);
+    let Some(best) = nearest.first() else { return false };
+    let locked = Locked::read(store.index, best.id.block, true);
+    unsafe {
+        let Some(item) = page::item_ptr(locked.page(), best.id.offset) else { return false };
+        let Some(element) = page::decode_element(item, store.dims) else { return false };
+        let same = element.vector.iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits());
+        if element.deleted || !same || element.heap_tids.len() >= MAX_HEAP_TIDS {
+            return false;
+        }
+        let mut tids = element.heap_tids.clone();
+        tids.push(heap_tid);
+        let xlog = Xlog::begin(store.index, &locked, false);
+        if let Some(item) = page::item_ptr(xlog.page(), best.id.offset) {
+            page::set_element_heap_tids(item, &tids);
+        }
+        xlog.finish();
+    }
+    true
+}
+
+/// Write a new element and its (empty) neighbour item on one page; returns the element's TID.
+fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], level: usize) -> Tid {
+    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector);
+    let neighbours = page::encode_neighbours(store.m, level);
+    let needed = element.len() + neighbours.len() + 2 * std::mem::size_of::<pg_sys::ItemIdData>();
+
+    let hint = store.meta.insert_page;
+    let mut target = (hint != META_BLOCK).then(|| Locked::read(store.index, hint, true));
+    if target.as_ref().is_some_and(|t| page::free_space(t.page()) < needed) {
+        target = None;
+    }
+    let (locked, fresh) = match target {
+        Some(t) => (t, false),
+        None => (Locked::extend(store.index), true),
+    };
+    let block = locked.block();
+    let xlog = Xlog::begin(store.index, &locked, fresh);
+    let id = unsafe {
+        if fresh {
+            page::init_page(xlog.page());
+        }
+        let element_offset = page::add_item(xlog.page(), &element);
+        let neighbour_offset = page::add_item(xlog.page(), &neighbours);
+        let neighbour_tid = Tid { block, offset: neighbour_offset };
+        let item = page::item_ptr(xlog.page(), element_offset).expect("item just added");
+        // The element's header points at its neighbour item (patched now that it is placed).
+        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], vector);
+        std::ptr::copy_nonoverlapping(patched.as_ptr(), item, patched.len());
+        Tid { block, offset: element_offset }
+    };
+    xlog.finish();
+    drop(locked);
+    bump_meta(store, block);
+    id
+}
+
+fn bump_meta(store: &mut PageStore, insert_page: u32) {
+    let locked = Locked::read(store.index, META_BLOCK, true);
+    let xlog = Xlog::begin(store.index, &locked, false);
+    unsafe {
+        let mut meta = page::read_meta(xlog.page());
+        meta.insert_page = insert_page;
+        meta.elements += 1;
+        page::write_meta(xlog.page(), &meta);
+        // Keep our entry point view fresh: another insert may have raised it.
+        store.meta = meta;
+    }
+    xlog.finish();
+}

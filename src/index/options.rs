@@ -1,0 +1,115 @@
+//! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64)`) and GUCs
+//! (`xhnsw.ef_search`, `xhnsw.max_scan_tuples`, `xhnsw.strict_order`).
+
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const DEFAULT_M: i32 = 16;
+pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
+
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
+pub static STRICT_ORDER: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// The parsed `WITH (...)` options, laid out as build_reloptions fills them.
+#[repr(C)]
+pub struct Options {
+    vl_len: i32,
+    pub m: i32,
+    pub ef_construction: i32,
+}
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"xhnsw.ef_search",
+        c"Size of the candidate list of an xhnsw index scan",
+        c"Larger finds more of the true nearest neighbours (recall) at the cost of speed.",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"xhnsw.max_scan_tuples",
+        c"Most index elements one xhnsw scan visits when the executor keeps asking for rows",
+        c"Bounds the iterative scan used when a WHERE clause removes rows; a NOTICE says when it is reached.",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"xhnsw.strict_order",
+        c"Never return a row closer than one already returned",
+        c"Off (default): rows come in near distance order and none is lost. On: exact order, but rows the search finds late are skipped.",
+        &STRICT_ORDER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    unsafe {
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind as u32, Ordering::Relaxed);
+        pg_sys::add_int_reloption(
+            kind as _,
+            c"m".as_ptr(),
+            c"Neighbours per element (layer 0 keeps 2m)".as_ptr(),
+            DEFAULT_M,
+            2,
+            100,
+            pg_sys::AccessExclusiveLock as _,
+        );
+        pg_sys::add_int_reloption(
+            kind as _,
+            c"ef_construction".as_ptr(),
+            c"Candidate list size while building the graph".as_ptr(),
+            DEFAULT_EF_CONSTRUCTION,
+            4,
+            1000,
+            pg_sys::AccessExclusiveLock as _,
+        );
+    }
+}
+
+/// amoptions callback.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+    let table = [
+        pg_sys::relopt_parse_elt {
+            optname: c"m".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(Options, m) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"ef_construction".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(Options, ef_construction) as i32,
+        },
+    ];
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed) as _,
+            std::mem::size_of::<Options>(),
+            table.as_ptr(),
+            table.len() as i32,
+        ) as *mut pg_sys::bytea
+    }
+}
+
+/// (m, ef_construction) of an index, defaults when none were given.
+pub fn index_options(index: pg_sys::Relation) -> (usize, usize) {
+    unsafe {
+        let opts = (*index).rd_options as *const Options;
+        if opts.is_null() {
+            (DEFAULT_M as usize, DEFAULT_EF_CONSTRUCTION as usize)
+        } else {
+            ((*opts).m as usize, (*opts).ef_construction as usize)
+        }
+    }
+}

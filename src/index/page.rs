@@ -1,0 +1,502 @@
+//! On-page format of an xhnsw index and the low-level buffer helpers.
+//!
+//! Block 0 is the metapage. Every other block holds items of two kinds, reached by their
+//! ItemPointer (block, offset):
+//! - element: flags, level, the heap TIDs that share this vector (duplicates and non-HOT
+//!   updates share one element), the ItemPointer of its neighbour item, and the vector;
+//! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
+//! Both have a fixed size for their level, so changes overwrite them in place. The builder
+//! and inserts put an element and its neighbour item on the same page when they fit.
+//!
+//! Every change after the build goes through `Xlog` (GenericXLog), one page at a time; no code
+//! holds two buffer locks at once, so concurrent inserts and scans cannot deadlock.
+
+use pgrx::pg_sys;
+use std::ptr;
+
+pub const META_BLOCK: pg_sys::BlockNumber = 0;
+pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
+pub const VERSION: u32 = 1;
+/// Heap TIDs stored inline in one element; more copies of a vector get another element.
+pub const MAX_HEAP_TIDS: usize = 8;
+const ELEMENT_KIND: u8 = 1;
+const NEIGHBOUR_KIND: u8 = 2;
+const FLAG_DELETED: u8 = 1;
+
+/// An item's address: the graph's node id, and what heap TIDs are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tid {
+    pub block: u32,
+    pub offset: u16,
+}
+
+impl Tid {
+    pub const INVALID: Tid = Tid { block: u32::MAX, offset: 0 };
+
+    pub fn is_valid(&self) -> bool {
+        self.block != u32::MAX && self.offset != 0
+    }
+
+    pub fn from_pg(t: &pg_sys::ItemPointerData) -> Tid {
+        let block = ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32;
+        Tid { block, offset: t.ip_posid }
+    }
+
+    pub fn to_pg(self) -> pg_sys::ItemPointerData {
+        pg_sys::ItemPointerData {
+            ip_blkid: pg_sys::BlockIdData { bi_hi: (self.block >> 16) as u16, bi_lo: self.block as u16 },
+            ip_posid: self.offset,
+        }
+    }
+
+    fn write(self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.block.to_le_bytes());
+        out[4..6].copy_from_slice(&self.offset.to_le_bytes());
+    }
+
+    fn read(bytes: &[u8]) -> Tid {
+        Tid {
+            block: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            offset: u16::from_le_bytes([bytes[4], bytes[5]]),
+        }
+    }
+}
+
+const TID_SIZE: usize = 6;
+
+/// Distance the index orders by, taken from the opclass's support function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Metric {
+    /// `<->`: ordered by squared L2 distance.
+    L2 = 1,
+    /// `<=>`: vectors are stored normalised; ordered by 1 - dot product.
+    Cosine = 2,
+    /// `<#>`: ordered by -dot product.
+    InnerProduct = 3,
+}
+
+impl Metric {
+    pub fn from_u32(v: u32) -> Option<Metric> {
+        match v {
+            1 => Some(Metric::L2),
+            2 => Some(Metric::Cosine),
+            3 => Some(Metric::InnerProduct),
+            _ => None,
+        }
+    }
+
+    /// Distance used inside the graph (monotone in the operator's value).
+    #[inline]
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        use crate::vector::kernels;
+        match self {
+            Metric::L2 => kernels::l2_squared(a, b),
+            Metric::Cosine => 1.0 - kernels::dot(a, b),
+            Metric::InnerProduct => -kernels::dot(a, b),
+        }
+    }
+
+    /// The vector as the index stores it; None when it cannot be indexed (zero under cosine).
+    pub fn prepare(self, v: &[f32]) -> Option<Vec<f32>> {
+        if self != Metric::Cosine {
+            return Some(v.to_vec());
+        }
+        let norm = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return None;
+        }
+        Some(v.iter().map(|x| (*x as f64 / norm) as f32).collect())
+    }
+}
+
+/// Block 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MetaPage {
+    pub magic: u32,
+    pub version: u32,
+    pub dims: u32,
+    pub m: u32,
+    pub ef_construction: u32,
+    pub metric: u32,
+    pub entry: Tid,
+    pub entry_level: u32,
+    /// Last page that received items: where inserts look for free space first.
+    pub insert_page: u32,
+    /// Elements ever created (level generator seed for inserts).
+    pub elements: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item encoding. Offsets are fixed per level, so neighbour updates rewrite bytes in place.
+
+pub fn element_size(dims: usize) -> usize {
+    // kind, flags, level, tid count, neighbour tid (6), pad to 8, heap tids, vector
+    maxalign(8 + 8 + MAX_HEAP_TIDS * TID_SIZE + 4 + dims * 4)
+}
+
+fn element_vector_offset() -> usize {
+    // keep the vector 4-byte aligned inside a MAXALIGNed item
+    (16 + MAX_HEAP_TIDS * TID_SIZE).next_multiple_of(4)
+}
+
+pub fn neighbour_size(m: usize, level: usize) -> usize {
+    maxalign(4 + (level + 1) * 2 + slot_count(m, level) * TID_SIZE)
+}
+
+fn slot_count(m: usize, level: usize) -> usize {
+    2 * m + level * m
+}
+
+fn maxalign(n: usize) -> usize {
+    n.next_multiple_of(8)
+}
+
+/// Highest level whose neighbour item still fits in a page for this `m`.
+pub fn max_level_for(m: usize) -> usize {
+    let usable = page_usable_space() - 64;
+    let mut level = 0;
+    while level < 16 && neighbour_size(m, level + 1) <= usable {
+        level += 1;
+    }
+    level
+}
+
+/// Bytes available for items (and their line pointers) on an empty data page.
+pub fn page_usable_space() -> usize {
+    pg_sys::BLCKSZ as usize - std::mem::size_of::<pg_sys::PageHeaderData>()
+}
+
+/// A decoded element (vector borrowed from the page or owned by the caller).
+pub struct ElementData<'a> {
+    pub deleted: bool,
+    pub level: usize,
+    pub neighbour_tid: Tid,
+    pub heap_tids: Vec<Tid>,
+    pub vector: &'a [f32],
+}
+
+pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vector: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; element_size(vector.len())];
+    out[0] = ELEMENT_KIND;
+    out[2] = level as u8;
+    out[3] = heap_tids.len() as u8;
+    neighbour_tid.write(&mut out[4..10]);
+    for (i, t) in heap_tids.iter().enumerate() {
+        t.write(&mut out[16 + i * TID_SIZE..]);
+    }
+    let start = element_vector_offset();
+    for (i, v) in vector.iter().enumerate() {
+        out[start + i * 4..start + i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    out
+}
+
+/// Decode an element item in place. `dims` comes from the metapage.
+///
+/// # Safety
+/// `item` must point at an element item of at least `element_size(dims)` bytes that stays valid
+/// (buffer pinned and locked) while the result is used.
+pub unsafe fn decode_element<'a>(item: *const u8, dims: usize) -> Option<ElementData<'a>> {
+    let head = unsafe { std::slice::from_raw_parts(item, 16 + MAX_HEAP_TIDS * TID_SIZE) };
+    if head[0] != ELEMENT_KIND {
+        return None;
+    }
+    let count = (head[3] as usize).min(MAX_HEAP_TIDS);
+    let heap_tids = (0..count).map(|i| Tid::read(&head[16 + i * TID_SIZE..])).collect();
+    let vector = unsafe { std::slice::from_raw_parts(item.add(element_vector_offset()) as *const f32, dims) };
+    Some(ElementData {
+        deleted: head[1] & FLAG_DELETED != 0,
+        level: head[2] as usize,
+        neighbour_tid: Tid::read(&head[4..10]),
+        heap_tids,
+        vector,
+    })
+}
+
+/// Rewrite the heap TIDs (and the deleted flag when none are left) of an element in place.
+///
+/// # Safety
+/// `item` must be a writable element item (page registered with GenericXLog).
+pub unsafe fn set_element_heap_tids(item: *mut u8, heap_tids: &[Tid]) {
+    let head = unsafe { std::slice::from_raw_parts_mut(item, 16 + MAX_HEAP_TIDS * TID_SIZE) };
+    head[3] = heap_tids.len() as u8;
+    for (i, t) in heap_tids.iter().enumerate() {
+        t.write(&mut head[16 + i * TID_SIZE..]);
+    }
+    if heap_tids.is_empty() {
+        head[1] |= FLAG_DELETED;
+    }
+}
+
+pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
+    let mut out = vec![0u8; neighbour_size(m, level)];
+    out[0] = NEIGHBOUR_KIND;
+    out[1] = level as u8;
+    out
+}
+
+fn layer_slots(m: usize, level: usize, layer: usize) -> (usize, usize) {
+    // layer 0 first (2m slots), then m slots per upper layer
+    let start = if layer == 0 { 0 } else { 2 * m + (layer - 1) * m };
+    let cap = if layer == 0 { 2 * m } else { m };
+    let _ = level;
+    (start, cap)
+}
+
+fn slots_offset(level: usize) -> usize {
+    4 + (level + 1) * 2
+}
+
+/// Read the neighbour list of `layer` from a neighbour item.
+///
+/// # Safety
+/// `item` must point at a neighbour item written for this `m`, valid while read.
+pub unsafe fn read_neighbours(item: *const u8, m: usize, layer: usize, out: &mut Vec<Tid>) {
+    out.clear();
+    let level = unsafe { *item.add(1) } as usize;
+    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
+        return;
+    }
+    let bytes = unsafe { std::slice::from_raw_parts(item, neighbour_size(m, level)) };
+    let count = u16::from_le_bytes([bytes[4 + layer * 2], bytes[5 + layer * 2]]) as usize;
+    let (start, cap) = layer_slots(m, level, layer);
+    let base = slots_offset(level) + start * TID_SIZE;
+    for i in 0..count.min(cap) {
+        out.push(Tid::read(&bytes[base + i * TID_SIZE..]));
+    }
+}
+
+/// Overwrite the neighbour list of `layer` in place (truncated to the layer's capacity).
+///
+/// # Safety
+/// `item` must be a writable neighbour item (page registered with GenericXLog) for this `m`.
+pub unsafe fn write_neighbours(item: *mut u8, m: usize, layer: usize, list: &[Tid]) {
+    let level = unsafe { *item.add(1) } as usize;
+    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
+        return;
+    }
+    let bytes = unsafe { std::slice::from_raw_parts_mut(item, neighbour_size(m, level)) };
+    let (start, cap) = layer_slots(m, level, layer);
+    let n = list.len().min(cap);
+    bytes[4 + layer * 2..6 + layer * 2].copy_from_slice(&(n as u16).to_le_bytes());
+    let base = slots_offset(level) + start * TID_SIZE;
+    for (i, t) in list[..n].iter().enumerate() {
+        t.write(&mut bytes[base + i * TID_SIZE..]);
+    }
+}
+
+pub fn is_element(item: *const u8) -> bool {
+    unsafe { *item == ELEMENT_KIND }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+/// A pinned and locked buffer, released on drop (also when an ERROR unwinds through Rust).
+pub struct Locked {
+    pub buffer: pg_sys::Buffer,
+}
+
+impl Locked {
+    pub fn read(index: pg_sys::Relation, block: pg_sys::BlockNumber, exclusive: bool) -> Locked {
+        unsafe {
+            let buffer = pg_sys::ReadBufferExtended(
+                index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                block,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                ptr::null_mut(),
+            );
+            let mode = if exclusive { pg_sys::BUFFER_LOCK_EXCLUSIVE } else { pg_sys::BUFFER_LOCK_SHARE };
+            pg_sys::LockBuffer(buffer, mode as i32);
+            Locked { buffer }
+        }
+    }
+
+    /// Extend the relation by one page, returned locked exclusively (not yet initialised).
+    pub fn extend(index: pg_sys::Relation) -> Locked {
+        unsafe {
+            pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
+            let locked = Locked::read(index, pg_sys::InvalidBlockNumber, true);
+            pg_sys::UnlockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
+            locked
+        }
+    }
+
+    pub fn page(&self) -> pg_sys::Page {
+        unsafe { pg_sys::BufferGetPage(self.buffer) }
+    }
+
+    pub fn block(&self) -> pg_sys::BlockNumber {
+        unsafe { pg_sys::BufferGetBlockNumber(self.buffer) }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        unsafe { pg_sys::UnlockReleaseBuffer(self.buffer) }
+    }
+}
+
+/// Pointer to the item at `offset` of `page`, or None when the offset is out of range.
+///
+/// # Safety
+/// `page` must be a valid, locked page.
+pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<*mut u8> {
+    unsafe {
+        if offset == 0 || offset > pg_sys::PageGetMaxOffsetNumber(page) {
+            return None;
+        }
+        let id = pg_sys::PageGetItemId(page, offset);
+        if (*id).lp_flags() != pg_sys::LP_NORMAL {
+            return None;
+        }
+        Some(pg_sys::PageGetItem(page, id) as *mut u8)
+    }
+}
+
+/// Free bytes for one more item on `page`.
+pub fn free_space(page: pg_sys::Page) -> usize {
+    unsafe { pg_sys::PageGetFreeSpace(page) }
+}
+
+/// Add an item; returns its offset. Callers check free space first.
+///
+/// # Safety
+/// `page` must be writable (registered with GenericXLog, or a new page during build).
+pub unsafe fn add_item(page: pg_sys::Page, bytes: &[u8]) -> u16 {
+    let offset = unsafe {
+        pg_sys::PageAddItemExtended(page, bytes.as_ptr() as pg_sys::Item, bytes.len(), pg_sys::InvalidOffsetNumber, 0)
+    };
+    if offset == pg_sys::InvalidOffsetNumber {
+        pgrx::error!("xhnsw: failed to add an item to an index page");
+    }
+    offset
+}
+
+/// One GenericXLog record over one buffer: `begin` gives the page to modify, `finish` logs it.
+pub struct Xlog {
+    state: *mut pg_sys::GenericXLogState,
+    page: pg_sys::Page,
+}
+
+impl Xlog {
+    pub fn begin(index: pg_sys::Relation, locked: &Locked, full_image: bool) -> Xlog {
+        unsafe {
+            let state = pg_sys::GenericXLogStart(index);
+            let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+            let page = pg_sys::GenericXLogRegisterBuffer(state, locked.buffer, flags);
+            Xlog { state, page }
+        }
+    }
+
+    pub fn page(&self) -> pg_sys::Page {
+        self.page
+    }
+
+    pub fn finish(mut self) {
+        unsafe { pg_sys::GenericXLogFinish(self.state) };
+        self.state = ptr::null_mut();
+    }
+}
+
+impl Drop for Xlog {
+    fn drop(&mut self) {
+        if !self.state.is_null() {
+            unsafe { pg_sys::GenericXLogAbort(self.state) };
+        }
+    }
+}
+
+pub fn init_page(page: pg_sys::Page) {
+    unsafe { pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, 0) }
+}
+
+/// # Safety
+/// `page` must be the locked metapage.
+pub unsafe fn read_meta(page: pg_sys::Page) -> MetaPage {
+    let meta = unsafe { ptr::read_unaligned(pg_sys::PageGetContents(page) as *const MetaPage) };
+    if meta.magic != MAGIC {
+        pgrx::error!("xhnsw: index metapage is corrupt (bad magic number)");
+    }
+    if meta.version != VERSION {
+        pgrx::error!("xhnsw: index has format version {}, this build reads {}: REINDEX it", meta.version, VERSION);
+    }
+    meta
+}
+
+/// # Safety
+/// `page` must be a writable metapage.
+pub unsafe fn write_meta(page: pg_sys::Page, meta: &MetaPage) {
+    unsafe {
+        ptr::write_unaligned(pg_sys::PageGetContents(page) as *mut MetaPage, *meta);
+        let header = page as *mut pg_sys::PageHeaderData;
+        (*header).pd_lower = (pg_sys::PageGetContents(page) as usize - page as usize
+            + std::mem::size_of::<MetaPage>()) as u16;
+    }
+}
+
+pub fn read_meta_of(index: pg_sys::Relation) -> MetaPage {
+    let locked = Locked::read(index, META_BLOCK, false);
+    unsafe { read_meta(locked.page()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbour_lists_round_trip() {
+        let (m, level) = (4, 2);
+        let mut item = encode_neighbours(m, level);
+        let lists: [Vec<Tid>; 3] = [
+            (1..=8).map(|i| Tid { block: i, offset: i as u16 }).collect(),
+            vec![Tid { block: 70000, offset: 3 }],
+            vec![],
+        ];
+        for (layer, list) in lists.iter().enumerate() {
+            unsafe { write_neighbours(item.as_mut_ptr(), m, layer, list) };
+        }
+        let mut out = Vec::new();
+        for (layer, list) in lists.iter().enumerate() {
+            unsafe { read_neighbours(item.as_ptr(), m, layer, &mut out) };
+            assert_eq!(&out, list);
+        }
+        // longer than capacity is truncated; layers above the level read empty
+        let long: Vec<Tid> = (0..20).map(|i| Tid { block: i, offset: 1 }).collect();
+        unsafe { write_neighbours(item.as_mut_ptr(), m, 1, &long) };
+        unsafe { read_neighbours(item.as_ptr(), m, 1, &mut out) };
+        assert_eq!(out.len(), m);
+        unsafe { read_neighbours(item.as_ptr(), m, 3, &mut out) };
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn element_round_trip() {
+        let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
+        let tids = [Tid { block: 5, offset: 2 }, Tid { block: 1 << 20, offset: 9 }];
+        // keep the buffer 8-aligned like a page item
+        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v);
+        let mut aligned = vec![0u64; bytes.len() / 8 + 1];
+        let raw = aligned.as_mut_ptr() as *mut u8;
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
+        let e = unsafe { decode_element(raw, v.len()) }.unwrap();
+        assert_eq!((e.level, e.deleted, e.neighbour_tid), (3, false, Tid { block: 7, offset: 4 }));
+        assert_eq!(e.heap_tids, tids);
+        assert_eq!(e.vector, &v[..]);
+        unsafe { set_element_heap_tids(raw, &[]) };
+        assert!(unsafe { decode_element(raw, v.len()) }.unwrap().deleted);
+    }
+
+    #[test]
+    fn sizes_fit_a_page() {
+        assert!(element_size(2000) <= page_usable_space() - 8);
+        for m in [2, 16, 48, 100] {
+            let top = max_level_for(m);
+            assert!(top >= 4, "m={m} top={top}");
+            assert!(neighbour_size(m, top) <= page_usable_space());
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Index scans for `ORDER BY emb <op> query LIMIT k`: descend from the entry point, then a
+//! resumable layer-0 search hands out results in (near) distance order, batch by batch, for
+//! as long as the executor keeps asking (rows removed by a WHERE clause), up to
+//! `xhnsw.max_scan_tuples` visited elements. A NULL query (or a zero query under cosine, whose
+//! distances are all NaN) returns every indexed row in physical order, as a plain scan would.
+
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use std::collections::VecDeque;
+
+use super::graph::{HashVisited, ResumableOptions, ResumableSearch, Scored};
+use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
+use super::page::{self, Locked, Tid};
+use super::store::PageStore;
+use crate::vector::Xvector;
+
+enum Mode {
+    Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>),
+    /// Physical order from this block on.
+    Sequential(u32),
+    Done,
+}
+
+struct ScanState {
+    query: Option<Vec<f32>>,
+    mode: Option<Mode>,
+    pending: VecDeque<Tid>,
+    batch: Vec<Scored<Tid>>,
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: std::ffi::c_int,
+    norderbys: std::ffi::c_int,
+) -> pg_sys::IndexScanDesc {
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let state = ScanState { query: None, mode: None, pending: VecDeque::new(), batch: Vec::new() };
+        // Dropped with the executor's memory context, also when the query fails.
+        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut std::ffi::c_void;
+        scan
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: std::ffi::c_int,
+    orderbys: pg_sys::ScanKey,
+    _norderbys: std::ffi::c_int,
+) {
+    unsafe {
+        let count = (*scan).numberOfOrderBys as usize;
+        if !orderbys.is_null() && count > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, count);
+        }
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        state.query = None;
+        if count > 0 {
+            let key = &*(*scan).orderByData;
+            if key.sk_flags & pg_sys::SK_ISNULL as i32 == 0 {
+                let vector = Xvector::from_datum_value(key.sk_argument);
+                state.query = Some(vector.as_slice().to_vec());
+            }
+        }
+        state.mode = None;
+        state.pending.clear();
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _direction: pg_sys::ScanDirection::Type) -> bool {
+    unsafe {
+        let index = (*scan).indexRelation;
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        loop {
+            if let Some(tid) = state.pending.pop_front() {
+                (*scan).xs_heaptid = tid.to_pg();
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+                return true;
+            }
+            if !refill(index, state) {
+                return false;
+            }
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
+
+/// Queue the heap TIDs of the next batch; false when the scan is over.
+fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
+    let store = PageStore::open(index);
+    if state.mode.is_none() {
+        state.mode = Some(start(&store, state.query.as_deref()));
+    }
+    match state.mode.as_mut().expect("mode set above") {
+        Mode::Done => false,
+        Mode::Sequential(block) => {
+            let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) };
+            if *block >= blocks {
+                state.mode = Some(Mode::Done);
+                return false;
+            }
+            collect_page(&store, *block, &mut state.pending);
+            *block += 1;
+            true
+        }
+        Mode::Graph(search) => {
+            state.batch.clear();
+            if search.next_batch(&store, |_| true, &mut state.batch) == 0 {
+                let limit = MAX_SCAN_TUPLES.get() as usize;
+                if search.visited() >= limit {
+                    notice!("xhnsw scan stopped after visiting {limit} index elements (xhnsw.max_scan_tuples); fewer rows than asked for may be returned");
+                }
+                state.mode = Some(Mode::Done);
+                return false;
+            }
+            for s in &state.batch {
+                if let Some(info) = store.element_info(s.id) {
+                    if !info.deleted {
+                        state.pending.extend(info.heap_tids);
+                    }
+                }
+            }
+            true
+        }
+    }
+}
+
+fn start(store: &PageStore, query: Option<&[f32]>) -> Mode {
+    let Some(query) = query else { return Mode::Sequential(1) };
+    if store.dims != 0 && query.len() != store.dims {
+        crate::vector::error::VectorError::dimension_mismatch(store.dims, query.len()).raise();
+    }
+    let Some(prepared) = store.metric.prepare(query) else { return Mode::Sequential(1) };
+    let options = ResumableOptions {
+        max_visited: MAX_SCAN_TUPLES.get() as usize,
+        strict: STRICT_ORDER.get(),
+        ..ResumableOptions::new(EF_SEARCH.get() as usize)
+    };
+    Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())))
+}
+
+/// Heap TIDs of every live element on one page.
+fn collect_page(store: &PageStore, block: u32, out: &mut VecDeque<Tid>) {
+    let locked = Locked::read(store.index, block, false);
+    unsafe {
+        let max = pg_sys::PageGetMaxOffsetNumber(locked.page());
+        for offset in 1..=max {
+            let Some(item) = page::item_ptr(locked.page(), offset) else { continue };
+            if !page::is_element(item) {
+                continue;
+            }
+            if let Some(e) = page::decode_element(item, store.dims) {
+                if !e.deleted {
+                    out.extend(e.heap_tids.iter().copied());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `PageStore`: the graph of graph.rs read from and written to index pages through the buffer
+//! manager. Node ids are element ItemPointers. Reads take a share lock on one page at a time;
+//! writes take an exclusive lock on one page at a time and log it with GenericXLog.
+
+use pgrx::pg_sys;
+
+use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
+use super::page::{self, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
+
+pub struct PageStore {
+    pub index: pg_sys::Relation,
+    pub meta: MetaPage,
+    pub metric: Metric,
+    pub dims: usize,
+    pub m: usize,
+    /// Vacuum replaces a deleted entry point unconditionally; inserts only raise it.
+    pub replace_entry: bool,
+}
+
+/// What one element read returns besides the vector.
+pub struct ElementInfo {
+    pub deleted: bool,
+    pub level: usize,
+    pub neighbour_tid: Tid,
+    pub heap_tids: Vec<Tid>,
+}
+
+impl PageStore {
+    pub fn open(index: pg_sys::Relation) -> PageStore {
+        let meta = page::read_meta_of(index);
+        PageStore {
+            index,
+            meta,
+            metric: Metric::from_u32(meta.metric).unwrap_or_else(|| pgrx::error!("xhnsw: unknown metric in metapage")),
+            dims: meta.dims as usize,
+            m: meta.m as usize,
+            replace_entry: false,
+        }
+    }
+
+    /// Run `f` on the element at `id` under a share lock; None if there is no element there.
+    pub fn with_element<R>(&self, id: Tid, f: impl FnOnce(&page::ElementData) -> R) -> Option<R> {
+        if !id.is_valid() {
+            return None;
+        }
+        let locked = Locked::read(self.index, id.block, false);
+        unsafe {
+            let item = page::item_ptr(locked.page(), id.offset)?;
+            if !page::is_element(item) {
+                return None;
+            }
+            let element = page::decode_element(item, self.dims)?;
+            Some(f(&element))
+        }
+    }
+
+    pub fn element_info(&self, id: Tid) -> Option<ElementInfo> {
+        self.with_element(id, |e| ElementInfo {
+            deleted: e.deleted,
+            level: e.level,
+            neighbour_tid: e.neighbour_tid,
+            heap_tids: e.heap_tids.clone(),
+        })
+    }
+
+    fn read_list(&self, id: Tid, level: usize, out: &mut Vec<Tid>) -> Option<Tid> {
+        out.clear();
+        let neighbour_tid = self.with_element(id, |e| e.neighbour_tid)?;
+        let locked = Locked::read(self.index, neighbour_tid.block, false);
+        unsafe {
+            if let Some(item) = page::item_ptr(locked.page(), neighbour_tid.offset) {
+                page::read_neighbours(item, self.m, level, out);
+            }
+        }
+        Some(neighbour_tid)
+    }
+
+    fn write_list(&self, neighbour_tid: Tid, level: usize, list: &[Tid], expect: Option<&[Tid]>) -> bool {
+        let locked = Locked::read(self.index, neighbour_tid.block, true);
+        unsafe {
+            let Some(current_item) = page::item_ptr(locked.page(), neighbour_tid.offset) else { return false };
+            if let Some(expected) = expect {
+                let mut now = Vec::new();
+                page::read_neighbours(current_item, self.m, level, &mut now);
+                if now != expected {
+                    return false;
+                }
+            }
+            let xlog = Xlog::begin(self.index, &locked, false);
+            if let Some(item) = page::item_ptr(xlog.page(), neighbour_tid.offset) {
+                page::write_neighbours(item, self.m, level, list);
+            }
+            xlog.finish();
+        }
+        true
+    }
+}
+
+impl GraphStore for PageStore {
+    type Id = Tid;
+
+    fn distance(&self, query: &[f32], id: Tid) -> f32 {
+        self.with_element(id, |e| self.metric.distance(query, e.vector)).unwrap_or(f32::INFINITY)
+    }
+
+    fn distance_between(&self, a: Tid, b: Tid) -> f32 {
+        let Some(first) = self.with_element(a, |e| e.vector.to_vec()) else { return f32::INFINITY };
+        self.distance(&first, b)
+    }
+
+    fn level(&self, id: Tid) -> usize {
+        self.with_element(id, |e| e.level).unwrap_or(0)
+    }
+
+    fn neighbours(&self, id: Tid, level: usize, out: &mut Vec<Tid>) {
+        self.read_list(id, level, out);
+    }
+
+    fn entry_point(&self) -> Option<EntryPoint<Tid>> {
+        self.meta.entry.is_valid().then_some(EntryPoint { id: self.meta.entry, level: self.meta.entry_level as usize })
+    }
+}
+
+impl GraphStoreMut for PageStore {
+    fn set_neighbours(&mut self, id: Tid, level: usize, neighbours: &[Tid]) {
+        if let Some(neighbour_tid) = self.with_element(id, |e| e.neighbour_tid) {
+            self.write_list(neighbour_tid, level, neighbours, None);
+        }
+    }
+
+    fn set_entry_point(&mut self, entry: Option<EntryPoint<Tid>>) {
+        let locked = Locked::read(self.index, META_BLOCK, true);
+        let xlog = Xlog::begin(self.index, &locked, false);
+        unsafe {
+            let mut meta = page::read_meta(xlog.page());
+            let raise = match entry {
+                Some(e) => !meta.entry.is_valid() || e.level > meta.entry_level as usize,
+                None => false,
+            };
+            if self.replace_entry || raise {
+                meta.entry = entry.map_or(Tid::INVALID, |e| e.id);
+                meta.entry_level = entry.map_or(0, |e| e.level as u32);
+                page::write_meta(xlog.page(), &meta);
+            }
+            self.meta = meta;
+        }
+        xlog.finish();
+    }
+
+    /// Optimistic: compute the new list without holding a lock (the callback reads other
+    /// pages, and holding this page meanwhile could deadlock with another inserter), then write
+    /// it only if no concurrent writer changed the list in between. If one did, this edge is
+    /// skipped: HNSW tolerates a missing edge, and the other writer's list is kept intact.
+    fn update_neighbours<F>(&mut self, id: Tid, level: usize, f: F)
+    where
+        F: FnOnce(&Self, &mut Vec<Tid>) -> bool,
+    {
+        let mut before = Vec::new();
+        let Some(neighbour_tid) = self.read_list(id, level, &mut before) else { return };
+        let mut list = before.clone();
+        if f(self, &mut list) {
+            self.write_list(neighbour_tid, level, &list, Some(&before));
+        }
+    }
+}
