@@ -15,3 +15,22 @@ CREATE OPERATOR CLASS xvector_cosine_ops FOR TYPE xvector USING xhnsw AS
 CREATE OPERATOR CLASS xvector_ip_ops FOR TYPE xvector USING xhnsw AS
     OPERATOR 1 <#> (xvector, xvector) FOR ORDER BY float_ops,
     FUNCTION 1 negative_inner_product(xvector, xvector);
+
+-- Filter columns: the columns after the vector in a multi-column xhnsw index. Their clauses
+-- (=, <, <=, >=, >; &&, @>, <@, = on arrays) are checked during the graph search. (No bool
+-- class: PostgreSQL turns a bare boolean column into an index condition only for btree.)
+CREATE OPERATOR CLASS int2_ops DEFAULT FOR TYPE int2 USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS int4_ops DEFAULT FOR TYPE int4 USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS int8_ops DEFAULT FOR TYPE int8 USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS text_ops DEFAULT FOR TYPE text USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS date_ops DEFAULT FOR TYPE date USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS timestamptz_ops DEFAULT FOR TYPE timestamptz USING xhnsw AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >;
+CREATE OPERATOR CLASS array_ops DEFAULT FOR TYPE anyarray USING xhnsw AS
+    OPERATOR 1 && (anyarray, anyarray), OPERATOR 2 @> (anyarray, anyarray),
+    OPERATOR 3 <@ (anyarray, anyarray), OPERATOR 4 = (anyarray, anyarray);

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 use super::graph::{GraphStore, MemGraph};
-use super::insert::{insert_vector, params_of};
+use super::filter::extras_of;
+use super::insert::{check_element_fits, insert_vector, params_of};
 use super::options;
 use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
 use crate::vector::error::VectorError;
@@ -31,8 +32,9 @@ struct BuildState {
     m: usize,
     ef_construction: usize,
     graph: Option<MemGraph<DistanceFn>>,
-    /// Heap TIDs of each in-memory node.
+    /// Heap TIDs and filter-column values of each in-memory node.
     heap_tids: Vec<Vec<Tid>>,
+    extras: Vec<Vec<u8>>,
     /// Vector bits hash -> nodes with that hash, to share an element between equal vectors.
     by_hash: HashMap<u64, Vec<u32>>,
     memory_limit: usize,
@@ -117,6 +119,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         ef_construction,
         graph: None,
         heap_tids: Vec::new(),
+        extras: Vec::new(),
         by_hash: HashMap::new(),
         memory_limit: unsafe { pg_sys::maintenance_work_mem } as usize * 1024,
         on_disk: false,
@@ -168,16 +171,17 @@ unsafe extern "C-unwind" fn build_callback(
     let mut context = std::mem::replace(&mut state.tuple_context, PgMemoryContexts::CurrentMemoryContext);
     context.switch_to(|_| {
         let vector = unsafe { Xvector::from_datum_value(*values) };
-        add_tuple(state, heap_tid, vector.as_slice());
+        let extras = unsafe { extras_of(state.index, values, isnull) };
+        add_tuple(state, heap_tid, vector.as_slice(), extras);
     });
     unsafe { context.reset() };
     state.tuple_context = context;
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, state.heap_tuples as i64);
 }
 
-fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32]) {
+fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>) {
     if state.on_disk {
-        insert_vector(state.index, heap_tid, raw);
+        insert_vector(state.index, heap_tid, raw, &extras);
         state.index_tuples += 1.0;
         return;
     }
@@ -188,8 +192,9 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32]) {
     } else if vector.len() != state.dims {
         VectorError::dimension_mismatch(state.dims, vector.len()).raise();
     }
+    check_element_fits(state.dims, &extras);
     state.index_tuples += 1.0;
-    if join_duplicate(state, heap_tid, &vector) {
+    if join_duplicate(state, heap_tid, &vector, &extras) {
         return;
     }
     let metric = state.metric;
@@ -200,6 +205,7 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32]) {
     });
     let id = graph.push(&vector);
     state.heap_tids.push(vec![heap_tid]);
+    state.extras.push(extras);
     state.by_hash.entry(hash_bits(&vector)).or_default().push(id);
 
     if graph_memory(state) > state.memory_limit {
@@ -221,15 +227,15 @@ fn hash_bits(v: &[f32]) -> u64 {
     h.finish()
 }
 
-/// Equal vectors share one element (up to MAX_HEAP_TIDS heap TIDs each).
-fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32]) -> bool {
+/// Equal vectors with equal filter values share one element (up to MAX_HEAP_TIDS heap TIDs).
+fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32], extras: &[u8]) -> bool {
     let (Some(graph), Some(candidates)) = (&state.graph, state.by_hash.get(&hash_bits(vector))) else {
         return false;
     };
     for &id in candidates {
         let same = graph.vector(id).iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits());
         let tids = &mut state.heap_tids[id as usize];
-        if same && tids.len() < MAX_HEAP_TIDS {
+        if same && state.extras[id as usize] == extras && tids.len() < MAX_HEAP_TIDS {
             tids.push(heap_tid);
             return true;
         }
@@ -240,7 +246,8 @@ fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32]) -> bool
 /// Bytes the in-memory build holds: vectors, neighbour lists, TIDs and the hash table.
 fn graph_memory(state: &BuildState) -> usize {
     let nodes = state.heap_tids.len();
-    nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48)
+    let extras: usize = state.extras.iter().map(|e| e.len() + 24).sum();
+    nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48) + extras
 }
 
 /// Build the in-memory graph, write it to pages after the metapage, log them.
@@ -258,6 +265,7 @@ fn flush(state: &mut BuildState) {
     log_all_pages(state.index);
     state.by_hash.clear();
     state.heap_tids.clear();
+    state.extras.clear();
 }
 
 /// Place each node's element and neighbour item in order, page by page, then write them.
@@ -280,7 +288,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         Tid { block, offset }
     };
     for id in 0..n {
-        element_tid.push(place(page::element_size(state.dims)));
+        element_tid.push(place(page::element_size(state.dims, state.extras[id as usize].len())));
         neighbour_tid.push(place(page::neighbour_size(state.m, graph.level(id))));
     }
     // Second pass: fill pages in block order.
@@ -293,7 +301,13 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != e_tid.block) {
             current = Some(new_page(state.index, e_tid.block));
         }
-        let element = page::encode_element(level, neighbour_tid[id as usize], &state.heap_tids[id as usize], graph.vector(id));
+        let element = page::encode_element(
+            level,
+            neighbour_tid[id as usize],
+            &state.heap_tids[id as usize],
+            graph.vector(id),
+            &state.extras[id as usize],
+        );
         add_at(current.as_ref().unwrap(), &element, e_tid.offset);
 
         let n_tid = neighbour_tid[id as usize];

@@ -496,6 +496,9 @@ pub fn knn_search<S: GraphStore, V: VisitedSet<S::Id>>(
 // ---------------------------------------------------------------------------------------------
 // Resumable layer-0 search
 
+/// Largest result set a resumed search grows to (see [`ResumableSearch::next_batch`]).
+const MAX_RESUMED_EF: usize = 1000;
+
 /// Options of a [`ResumableSearch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResumableOptions {
@@ -656,6 +659,10 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
             self.last_returned = Some(s.dist);
             out.push(s);
         }
+        // A caller that wants more than one batch is filtering rows out after the index (or
+        // the filter is selective): widen the result set for the next batches, so that each is
+        // settled against a wider frontier and comes in better order. Capped to bound memory.
+        self.options.ef = (self.options.ef * 2).min(MAX_RESUMED_EF.max(self.options.ef));
         while self.scratch.results.len() < self.options.ef {
             let Some(Reverse(s)) = self.discarded.pop() else {
                 break;

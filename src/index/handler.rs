@@ -11,7 +11,9 @@ fn xhnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRout
     am.amstrategies = 0;
     am.amsupport = 1;
     am.amcanorderbyop = true;
+    am.amcanmulticol = true; // columns after the vector are filter columns
     am.amoptionalkey = true;
+    am.amsearcharray = true; // col = ANY (array), i.e. IN (...), is checked inside the index
     am.amkeytype = pg_sys::InvalidOid;
     am.amusemaintenanceworkmem = true;
     am.ambuild = Some(build::ambuild);
@@ -36,9 +38,11 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
 }
 
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
-/// `8 * ef_search` elements plus a few per layer of the descent; genericcostestimate charges
-/// their pages, and each also costs a distance computation. The whole search runs before the
-/// first row comes back, so it is startup cost.
+/// `8 * ef_search` elements plus a few per layer of the descent, divided by the selectivity of
+/// the filter-column clauses (it must reach that many more elements to find enough matching
+/// ones), at most the table and `xhnsw.max_scan_tuples`. genericcostestimate charges their
+/// pages, and each also costs a distance computation. The whole search runs before the first
+/// row comes back, so it is startup cost.
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(
     root: *mut pg_sys::PlannerInfo,
@@ -64,7 +68,12 @@ unsafe extern "C-unwind" fn amcostestimate(
         let tuples = (*info).tuples.max(1.0);
         let m = index_m((*info).indexoid) as f64;
         let ef = options::EF_SEARCH.get() as f64;
-        let visited = (8.0 * ef + tuples.ln() * m).min(tuples);
+        // Selectivity of the filter-column clauses, without the ORDER BY.
+        let mut probe: pg_sys::GenericCosts = std::mem::zeroed();
+        pg_sys::genericcostestimate(root, path, loop_count, &mut probe);
+        let filter_selectivity = probe.indexSelectivity.clamp(1.0 / tuples, 1.0);
+        let cap = (options::MAX_SCAN_TUPLES.get() as f64).max(ef);
+        let visited = ((8.0 * ef + tuples.ln() * m) / filter_selectivity).min(tuples).min(cap);
 
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         costs.numIndexTuples = visited;

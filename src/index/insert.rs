@@ -5,7 +5,8 @@
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
-use super::graph::{insert, knn_search, HnswParams, LevelGenerator, SearchScratch};
+use super::filter::extras_of;
+use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, SearchScratch};
 use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
 use crate::vector::Xvector;
@@ -29,7 +30,8 @@ pub unsafe extern "C-unwind" fn aminsert(
         let tid = Tid::from_pg(&*heap_tid);
         PgMemoryContexts::new("xhnsw insert").switch_to(|_| {
             let vector = Xvector::from_datum_value(*values);
-            insert_vector(index, tid, vector.as_slice());
+            let extras = extras_of(index, values, isnull);
+            insert_vector(index, tid, vector.as_slice(), &extras);
         });
     }
     false
@@ -40,8 +42,17 @@ pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
     HnswParams { max_level: page::max_level_for(m), ..HnswParams::new(m, ef_construction) }
 }
 
-/// Insert one vector (as given by the user; prepared here for the metric).
-pub fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32]) {
+/// An element must fit in a page with its line pointer.
+pub fn check_element_fits(dims: usize, extras: &[u8]) {
+    let size = page::element_size(dims, extras.len());
+    if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space() || extras.len() > u16::MAX as usize {
+        error!("xhnsw: an index entry of {size} bytes does not fit in a page (the filter columns' values are too large)");
+    }
+}
+
+/// Insert one vector (as given by the user; prepared here for the metric) and the row's
+/// filter-column values.
+pub fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8]) {
     // Inserts share this lock; VACUUM's graph repair takes it exclusively.
     unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
     let mut store = PageStore::open(index);
@@ -50,12 +61,13 @@ pub fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32]) {
         return; // zero vector under cosine: not indexed
     };
     check_dims(&mut store, vector.len());
+    check_element_fits(store.dims, extras);
     let params = params_of(store.m, store.meta.ef_construction as usize);
     let mut scratch = SearchScratch::new();
-    if !join_duplicate(&store, &mut scratch, heap_tid, &vector) {
+    if !join_duplicate(&store, &mut scratch, heap_tid, &vector, extras) {
         let seed = store.meta.elements ^ ((heap_tid.block as u64) << 16 | heap_tid.offset as u64);
         let level = LevelGenerator::new(&params, seed).next_level();
-        let id = add_element(&mut store, heap_tid, &vector, level);
+        let id = add_element(&mut store, heap_tid, &vector, extras, level);
         insert(&mut store, &mut scratch, &params, id, &vector, level);
     }
     unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
@@ -87,8 +99,15 @@ fn check_dims(store: &mut PageStore, dims: usize) {
     }
 }
 
-/// If the nearest element holds exactly this vector and has room, add the heap TID to it.
-fn join_duplicate(store: &PageStore, scratch: &mut SearchScratch<Tid, super::graph::HashVisited<Tid>>, heap_tid: Tid, vector: &[f32]) -> bool {
+/// If the nearest element holds exactly this vector (and filter values) and has room, add the
+/// heap TID to it.
+fn join_duplicate(
+    store: &PageStore,
+    scratch: &mut SearchScratch<Tid, HashVisited<Tid>>,
+    heap_tid: Tid,
+    vector: &[f32],
+    extras: &[u8],
+) -> bool {
     let nearest = knn_search(store, scratch, vector, 1, store.m);
     let Some(best) = nearest.first() else { return false };
     let locked = Locked::read(store.index, best.id.block, true);
@@ -96,7 +115,7 @@ fn join_duplicate(store: &PageStore, scratch: &mut SearchScratch<Tid, super::gra
         let Some(item) = page::item_ptr(locked.page(), best.id.offset) else { return false };
         let Some(element) = page::decode_element(item, store.dims) else { return false };
         let same = element.vector.iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits());
-        if element.deleted || !same || element.heap_tids.len() >= MAX_HEAP_TIDS {
+        if element.deleted || !same || element.extras != extras || element.heap_tids.len() >= MAX_HEAP_TIDS {
             return false;
         }
         let mut tids = element.heap_tids.clone();
@@ -111,8 +130,8 @@ fn join_duplicate(store: &PageStore, scratch: &mut SearchScratch<Tid, super::gra
 }
 
 /// Write a new element and its (empty) neighbour item on one page; returns the element's TID.
-fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], level: usize) -> Tid {
-    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector);
+fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], level: usize) -> Tid {
+    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector, extras);
     let neighbours = page::encode_neighbours(store.m, level);
     let needed = element.len() + neighbours.len() + 2 * std::mem::size_of::<pg_sys::ItemIdData>();
 
@@ -136,7 +155,7 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], level: usiz
         let neighbour_tid = Tid { block, offset: neighbour_offset };
         let item = page::item_ptr(xlog.page(), element_offset).expect("item just added");
         // The element's header points at its neighbour item (patched now that it is placed).
-        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], vector);
+        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
         std::ptr::copy_nonoverlapping(patched.as_ptr(), item, patched.len());
         Tid { block, offset: element_offset }
     };

@@ -1,10 +1,12 @@
 //! The xhnsw index access method, one file per part of an index's life:
 //! handler (AM routine, cost estimate), options (WITH options and GUCs), page (on-page format,
-//! buffers, WAL), store (the graph over pages), build, insert, scan, vacuum, check
+//! buffers, WAL), store (the graph over pages), filter (filter columns and scan keys), build,
+//! insert, scan, vacuum, check
 //! (`xmodal.index_check`). graph.rs holds the HNSW algorithms with no Postgres types.
 
 pub mod build;
 pub mod check;
+pub mod filter;
 pub mod graph;
 pub mod handler;
 pub mod insert;

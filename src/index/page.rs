@@ -3,7 +3,9 @@
 //! Block 0 is the metapage. Every other block holds items of two kinds, reached by their
 //! ItemPointer (block, offset):
 //! - element: flags, level, the heap TIDs that share this vector (duplicates and non-HOT
-//!   updates share one element), the ItemPointer of its neighbour item, and the vector;
+//!   updates share one element), the ItemPointer of its neighbour item, the vector, and for a
+//!   multi-column index the other columns' values as an index tuple (filters check them during
+//!   the graph search, before any heap access);
 //! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
 //! Both have a fixed size for their level, so changes overwrite them in place. The builder
 //! and inserts put an element and its neighbour item on the same page when they fit.
@@ -131,9 +133,14 @@ pub struct MetaPage {
 // ---------------------------------------------------------------------------------------------
 // Item encoding. Offsets are fixed per level, so neighbour updates rewrite bytes in place.
 
-pub fn element_size(dims: usize) -> usize {
-    // kind, flags, level, tid count, neighbour tid (6), pad to 8, heap tids, vector
-    maxalign(8 + 8 + MAX_HEAP_TIDS * TID_SIZE + 4 + dims * 4)
+/// Bytes of an element item: header (kind, flags, level, tid count, neighbour tid, extras
+/// length), heap tids, the vector, then the extra columns' index tuple (MAXALIGNed).
+pub fn element_size(dims: usize, extras_len: usize) -> usize {
+    extras_offset(dims) + maxalign(extras_len)
+}
+
+fn extras_offset(dims: usize) -> usize {
+    maxalign(element_vector_offset() + dims * 4)
 }
 
 fn element_vector_offset() -> usize {
@@ -175,10 +182,12 @@ pub struct ElementData<'a> {
     pub neighbour_tid: Tid,
     pub heap_tids: Vec<Tid>,
     pub vector: &'a [f32],
+    /// Index tuple of the extra key columns (empty for a single-column index).
+    pub extras: &'a [u8],
 }
 
-pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vector: &[f32]) -> Vec<u8> {
-    let mut out = vec![0u8; element_size(vector.len())];
+pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vector: &[f32], extras: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; element_size(vector.len(), extras.len())];
     out[0] = ELEMENT_KIND;
     out[2] = level as u8;
     out[3] = heap_tids.len() as u8;
@@ -186,10 +195,13 @@ pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vecto
     for (i, t) in heap_tids.iter().enumerate() {
         t.write(&mut out[16 + i * TID_SIZE..]);
     }
+    out[10..12].copy_from_slice(&(extras.len() as u16).to_le_bytes());
     let start = element_vector_offset();
     for (i, v) in vector.iter().enumerate() {
         out[start + i * 4..start + i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
     }
+    let start = extras_offset(vector.len());
+    out[start..start + extras.len()].copy_from_slice(extras);
     out
 }
 
@@ -206,12 +218,15 @@ pub unsafe fn decode_element<'a>(item: *const u8, dims: usize) -> Option<Element
     let count = (head[3] as usize).min(MAX_HEAP_TIDS);
     let heap_tids = (0..count).map(|i| Tid::read(&head[16 + i * TID_SIZE..])).collect();
     let vector = unsafe { std::slice::from_raw_parts(item.add(element_vector_offset()) as *const f32, dims) };
+    let extras_len = u16::from_le_bytes([head[10], head[11]]) as usize;
+    let extras = unsafe { std::slice::from_raw_parts(item.add(extras_offset(dims)), extras_len) };
     Some(ElementData {
         deleted: head[1] & FLAG_DELETED != 0,
         level: head[2] as usize,
         neighbour_tid: Tid::read(&head[4..10]),
         heap_tids,
         vector,
+        extras,
     })
 }
 
@@ -478,7 +493,7 @@ mod tests {
         let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
         let tids = [Tid { block: 5, offset: 2 }, Tid { block: 1 << 20, offset: 9 }];
         // keep the buffer 8-aligned like a page item
-        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v);
+        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v, b"extra!");
         let mut aligned = vec![0u64; bytes.len() / 8 + 1];
         let raw = aligned.as_mut_ptr() as *mut u8;
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
@@ -486,13 +501,15 @@ mod tests {
         assert_eq!((e.level, e.deleted, e.neighbour_tid), (3, false, Tid { block: 7, offset: 4 }));
         assert_eq!(e.heap_tids, tids);
         assert_eq!(e.vector, &v[..]);
+        assert_eq!(e.extras, b"extra!");
+        assert_eq!((raw as usize + extras_offset(v.len())) % 8, 0, "extras are MAXALIGNed");
         unsafe { set_element_heap_tids(raw, &[]) };
         assert!(unsafe { decode_element(raw, v.len()) }.unwrap().deleted);
     }
 
     #[test]
     fn sizes_fit_a_page() {
-        assert!(element_size(2000) <= page_usable_space() - 8);
+        assert!(element_size(2000, 0) <= page_usable_space() - 8);
         for m in [2, 16, 48, 100] {
             let top = max_level_for(m);
             assert!(top >= 4, "m={m} top={top}");

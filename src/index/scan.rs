@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::collections::VecDeque;
 
+use super::filter::{child_context, KeyFilter};
 use super::graph::{HashVisited, ResumableOptions, ResumableSearch, Scored};
 use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{self, Locked, Tid};
@@ -23,6 +24,9 @@ enum Mode {
 
 struct ScanState {
     query: Option<Vec<f32>>,
+    /// WHERE clauses on the filter columns, checked during traversal.
+    filter: Option<KeyFilter>,
+    filter_context: pg_sys::MemoryContext,
     mode: Option<Mode>,
     pending: VecDeque<Tid>,
     batch: Vec<Scored<Tid>>,
@@ -36,7 +40,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 ) -> pg_sys::IndexScanDesc {
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        let state = ScanState { query: None, mode: None, pending: VecDeque::new(), batch: Vec::new() };
+        let state = ScanState { query: None, filter: None, filter_context: child_context(c"xhnsw filter"), mode: None, pending: VecDeque::new(), batch: Vec::new() };
         // Dropped with the executor's memory context, also when the query fails.
         (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut std::ffi::c_void;
         scan
@@ -46,8 +50,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amrescan(
     scan: pg_sys::IndexScanDesc,
-    _keys: pg_sys::ScanKey,
-    _nkeys: std::ffi::c_int,
+    keys: pg_sys::ScanKey,
+    nkeys: std::ffi::c_int,
     orderbys: pg_sys::ScanKey,
     _norderbys: std::ffi::c_int,
 ) {
@@ -56,7 +60,11 @@ pub unsafe extern "C-unwind" fn amrescan(
         if !orderbys.is_null() && count > 0 {
             std::ptr::copy(orderbys, (*scan).orderByData, count);
         }
+        if !keys.is_null() && nkeys > 0 {
+            std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
+        }
         let state = &mut *((*scan).opaque as *mut ScanState);
+        state.filter = KeyFilter::from_scan(scan, state.filter_context);
         state.query = None;
         if count > 0 {
             let key = &*(*scan).orderByData;
@@ -106,13 +114,18 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                 state.mode = Some(Mode::Done);
                 return false;
             }
-            collect_page(&store, *block, &mut state.pending);
+            collect_page(&store, *block, state.filter.as_mut(), &mut state.pending);
             *block += 1;
             true
         }
         Mode::Graph(search) => {
             state.batch.clear();
-            if search.next_batch(&store, |_| true, &mut state.batch) == 0 {
+            let filter = &mut state.filter;
+            let keep = |id: Tid| match filter {
+                None => true,
+                Some(f) => store.with_element(id, |e| f.matches(e.extras)).unwrap_or(false),
+            };
+            if search.next_batch(&store, keep, &mut state.batch) == 0 {
                 let limit = MAX_SCAN_TUPLES.get() as usize;
                 if search.visited() >= limit {
                     notice!("xhnsw scan stopped after visiting {limit} index elements (xhnsw.max_scan_tuples); fewer rows than asked for may be returned");
@@ -146,8 +159,8 @@ fn start(store: &PageStore, query: Option<&[f32]>) -> Mode {
     Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())))
 }
 
-/// Heap TIDs of every live element on one page.
-fn collect_page(store: &PageStore, block: u32, out: &mut VecDeque<Tid>) {
+/// Heap TIDs of every live element on one page that passes the filter.
+fn collect_page(store: &PageStore, block: u32, mut filter: Option<&mut KeyFilter>, out: &mut VecDeque<Tid>) {
     let locked = Locked::read(store.index, block, false);
     unsafe {
         let max = pg_sys::PageGetMaxOffsetNumber(locked.page());
@@ -157,7 +170,8 @@ fn collect_page(store: &PageStore, block: u32, out: &mut VecDeque<Tid>) {
                 continue;
             }
             if let Some(e) = page::decode_element(item, store.dims) {
-                if !e.deleted {
+                let passes = filter.as_mut().is_none_or(|f| f.matches(e.extras));
+                if !e.deleted && passes {
                     out.extend(e.heap_tids.iter().copied());
                 }
             }

@@ -1,0 +1,138 @@
+//! Filter columns: `CREATE INDEX ... USING xhnsw (emb, category, tenant_id)` stores the values
+//! of the columns after the vector in each element, as an index tuple whose vector column is
+//! NULL. A scan turns the WHERE clauses the planner hands to the index (scan keys, `IN (...)`
+//! lists included) into a predicate that the graph search checks for each element it reaches,
+//! before any heap access. Non-matching elements are still traversed, so the search stays
+//! connected however selective the filter is.
+
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+
+/// The extra columns of one row as index-tuple bytes; empty for a single-column index.
+///
+/// # Safety
+/// `values`/`isnull` must hold one entry per index column.
+pub unsafe fn extras_of(index: pg_sys::Relation, values: *const pg_sys::Datum, isnull: *const bool) -> Vec<u8> {
+    unsafe {
+        let desc = (*index).rd_att;
+        let natts = (*desc).natts as usize;
+        if natts <= 1 {
+            return Vec::new();
+        }
+        let mut vals: Vec<pg_sys::Datum> = std::slice::from_raw_parts(values, natts).to_vec();
+        let mut nulls: Vec<bool> = std::slice::from_raw_parts(isnull, natts).to_vec();
+        vals[0] = pg_sys::Datum::from(0usize); // the vector is stored once, in the element
+        nulls[0] = true;
+        let tuple = pg_sys::index_form_tuple(desc, vals.as_mut_ptr(), nulls.as_mut_ptr());
+        let size = ((*tuple).t_info as u32 & pg_sys::INDEX_SIZE_MASK) as usize;
+        let bytes = std::slice::from_raw_parts(tuple as *const u8, size).to_vec();
+        pg_sys::pfree(tuple as *mut std::ffi::c_void);
+        bytes
+    }
+}
+
+struct Key {
+    column: usize,
+    func: *mut pg_sys::FmgrInfo,
+    collation: pg_sys::Oid,
+    /// The right-hand side; several for `col = ANY (array)`, none for a NULL (matches nothing).
+    arguments: Vec<pg_sys::Datum>,
+}
+
+pub struct KeyFilter {
+    desc: pg_sys::TupleDesc,
+    keys: Vec<Key>,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    /// Reset after each element. Owned by the scan's memory context, which deletes it: never
+    /// delete it here (Postgres deletes child contexts before the callback that drops us).
+    scratch: pg_sys::MemoryContext,
+}
+
+/// A memory context that lives, and dies, with the current one.
+pub fn child_context(name: &'static std::ffi::CStr) -> pg_sys::MemoryContext {
+    unsafe {
+        pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            name.as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
+    }
+}
+
+impl KeyFilter {
+    /// The scan's keys as a filter; None when there are none.
+    ///
+    /// # Safety
+    /// `scan` must be a live index scan whose keyData was set by amrescan.
+    pub unsafe fn from_scan(scan: pg_sys::IndexScanDesc, scratch: pg_sys::MemoryContext) -> Option<KeyFilter> {
+        unsafe {
+            let count = (*scan).numberOfKeys as usize;
+            if count == 0 {
+                return None;
+            }
+            let desc = (*(*scan).indexRelation).rd_att;
+            let natts = (*desc).natts as usize;
+            let keys = (0..count).map(|i| key_of(&mut *(*scan).keyData.add(i))).collect();
+            Some(KeyFilter {
+                desc,
+                keys,
+                values: vec![pg_sys::Datum::from(0usize); natts],
+                nulls: vec![true; natts],
+                scratch,
+            })
+        }
+    }
+
+    /// Does an element with these extras satisfy every key?
+    pub fn matches(&mut self, extras: &[u8]) -> bool {
+        if extras.is_empty() {
+            return false;
+        }
+        let Self { desc, keys, values, nulls, scratch } = self;
+        // Operators may detoast or allocate: do it in a context reset after each element.
+        // SAFETY: the closure allocates only in `scratch`, which is reset right after.
+        let result = unsafe { PgMemoryContexts::For(*scratch).switch_to(|_| {
+            // SAFETY: extras is a MAXALIGNed index tuple formed by extras_of for this index.
+            pg_sys::index_deform_tuple(extras.as_ptr() as pg_sys::IndexTuple, *desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            keys.iter().all(|key| {
+                !nulls[key.column]
+                    && key.arguments.iter().any(|arg| {
+                        pg_sys::FunctionCall2Coll(key.func, key.collation, values[key.column], *arg).value() != 0
+                    })
+            })
+        }) };
+        unsafe { pg_sys::MemoryContextReset(*scratch) };
+        result
+    }
+}
+
+unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {
+    let column = (key.sk_attno as usize).saturating_sub(1);
+    let mut arguments = Vec::new();
+    if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+        // col = NULL is never true
+    } else if key.sk_flags & pg_sys::SK_SEARCHARRAY as i32 != 0 {
+        arguments = unsafe { array_elements(key.sk_argument) };
+    } else {
+        arguments.push(key.sk_argument);
+    }
+    Key { column, func: &mut key.sk_func, collation: key.sk_collation, arguments }
+}
+
+/// Non-NULL elements of an array datum (the right side of `col = ANY (...)`).
+unsafe fn array_elements(datum: pg_sys::Datum) -> Vec<pg_sys::Datum> {
+    unsafe {
+        let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let elem_type = (*array).elemtype;
+        let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+        pg_sys::get_typlenbyvalalign(elem_type, &mut len, &mut byval, &mut align);
+        let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut n = 0;
+        pg_sys::deconstruct_array(array, elem_type, len as i32, byval, align, &mut elems, &mut nulls, &mut n);
+        (0..n as usize).filter(|&i| !*nulls.add(i)).map(|i| *elems.add(i)).collect()
+    }
+}
