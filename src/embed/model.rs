@@ -1,0 +1,543 @@
+//! Reads a model directory into one `ModelConfig`. Two layouts are understood:
+//!
+//! * `openclip`: an OpenCLIP-style export, `textual.onnx`, `visual.onnx`, `tokenizer.json` and an
+//!   `xmodal.json` that must at least give the image size.
+//! * `hf`: the Hugging Face / transformers.js layout, `onnx/text_model.onnx`,
+//!   `onnx/vision_model.onnx`, `tokenizer.json`, `config.json`, `preprocessor_config.json`.
+//!
+//! An `xmodal.json` in either layout overrides any setting (schema: tests/models/README.md).
+//! The layout is `xmodal.json`'s "layout", else `hf` when `config.json` exists, else `openclip`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::EmbedError;
+use super::preprocess::{CropRounding, PreprocessConfig};
+use super::tokenize::TextCleanup;
+
+pub const CONFIG_FILE: &str = "xmodal.json";
+const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    OpenClip,
+    HuggingFace,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub dir: PathBuf,
+    pub layout: Layout,
+    /// Expected embedding size; checked against the ONNX outputs when set.
+    pub embed_dim: Option<usize>,
+    pub text: TextConfig,
+    pub image: ImageConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextConfig {
+    pub model: PathBuf,
+    pub tokenizer: PathBuf,
+    pub context_length: usize,
+    /// Input names; the attention mask is fed only when the model has an input of that name.
+    pub input_ids: String,
+    pub attention_mask: String,
+    pub output: String,
+    /// Padding id; `None` pads with the end token.
+    pub pad_id: Option<u32>,
+    pub cleanup: TextCleanup,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageConfig {
+    pub model: PathBuf,
+    pub input: String,
+    pub output: String,
+    pub preprocess: PreprocessConfig,
+}
+
+/// xmodal.json; every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    xmodal: Option<u32>,
+    layout: Option<String>,
+    embed_dim: Option<usize>,
+    #[serde(default)]
+    text: TextSettings,
+    #[serde(default)]
+    image: ImageSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextSettings {
+    model: Option<String>,
+    tokenizer: Option<String>,
+    context_length: Option<usize>,
+    input_ids: Option<String>,
+    attention_mask: Option<String>,
+    output: Option<String>,
+    pad_id: Option<u32>,
+    cleanup: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageSettings {
+    model: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+    resize: Option<u32>,
+    crop: Option<u32>,
+    crop_rounding: Option<String>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+}
+
+impl ModelConfig {
+    /// Reads `dir`; every file the model needs must exist.
+    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        if !dir.is_dir() {
+            return Err(EmbedError::MissingFile(dir.to_path_buf()));
+        }
+        let overrides = read_overrides(dir)?;
+        let layout = match overrides.layout.as_deref() {
+            Some("openclip") => Layout::OpenClip,
+            Some("hf") => Layout::HuggingFace,
+            Some(other) => return Err(config_error(dir, format!("unknown layout {other:?}"))),
+            None if dir.join("config.json").is_file() => Layout::HuggingFace,
+            None => Layout::OpenClip,
+        };
+        let defaults = match layout {
+            Layout::OpenClip => openclip_defaults(),
+            Layout::HuggingFace => hf_defaults(dir)?,
+        };
+        let config = merge(dir, layout, defaults, overrides)?;
+        for file in [
+            &config.text.model,
+            &config.text.tokenizer,
+            &config.image.model,
+        ] {
+            if !file.is_file() {
+                return Err(EmbedError::MissingFile(file.clone()));
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn config_error(path: &Path, reason: String) -> EmbedError {
+    EmbedError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn read_overrides(dir: &Path) -> Result<Settings, EmbedError> {
+    let path = dir.join(CONFIG_FILE);
+    if !path.is_file() {
+        return Ok(Settings::default());
+    }
+    let settings: Settings = serde_json::from_value(read_json(&path)?)
+        .map_err(|e| config_error(&path, e.to_string()))?;
+    match settings.xmodal {
+        None | Some(1) => Ok(settings),
+        Some(v) => Err(config_error(
+            &path,
+            format!("xmodal version {v} is not supported (expected 1)"),
+        )),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, EmbedError> {
+    let text = std::fs::read_to_string(path).map_err(|e| config_error(path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| config_error(path, e.to_string()))
+}
+
+fn openclip_defaults() -> Settings {
+    Settings {
+        text: TextSettings {
+            model: Some("textual.onnx".into()),
+            tokenizer: Some("tokenizer.json".into()),
+            input_ids: Some("text".into()),
+            attention_mask: Some("attention_mask".into()),
+            output: Some("embedding".into()),
+            pad_id: Some(0),
+            cleanup: Some("openclip".into()),
+            ..TextSettings::default()
+        },
+        image: ImageSettings {
+            model: Some("visual.onnx".into()),
+            input: Some("image".into()),
+            output: Some("embedding".into()),
+            crop_rounding: Some("half_even".into()),
+            ..ImageSettings::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// Settings implied by config.json and preprocessor_config.json (transformers' CLIP defaults).
+fn hf_defaults(dir: &Path) -> Result<Settings, EmbedError> {
+    let config_path = dir.join("config.json");
+    let config = read_json(&config_path)?;
+    let as_usize = |v: &Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
+    let mut settings = Settings {
+        embed_dim: config.get("projection_dim").and_then(as_usize),
+        text: TextSettings {
+            model: Some("onnx/text_model.onnx".into()),
+            tokenizer: Some("tokenizer.json".into()),
+            context_length: config
+                .pointer("/text_config/max_position_embeddings")
+                .and_then(as_usize),
+            input_ids: Some("input_ids".into()),
+            attention_mask: Some("attention_mask".into()),
+            output: Some("text_embeds".into()),
+            cleanup: Some("none".into()),
+            ..TextSettings::default()
+        },
+        image: ImageSettings {
+            model: Some("onnx/vision_model.onnx".into()),
+            input: Some("pixel_values".into()),
+            output: Some("image_embeds".into()),
+            crop_rounding: Some("floor".into()),
+            ..ImageSettings::default()
+        },
+        ..Settings::default()
+    };
+    let pre_path = dir.join("preprocessor_config.json");
+    if pre_path.is_file() {
+        read_preprocessor(&pre_path, &mut settings.image)?;
+    }
+    Ok(settings)
+}
+
+/// The subset of transformers' CLIPImageProcessor settings that xmodal reproduces; anything
+/// else is refused rather than silently ignored.
+fn read_preprocessor(path: &Path, image: &mut ImageSettings) -> Result<(), EmbedError> {
+    let pre = read_json(path)?;
+    let unsupported = |what: &str| Err(config_error(path, format!("unsupported setting: {what}")));
+    let flag = |key: &str| pre.get(key).and_then(Value::as_bool).unwrap_or(true);
+    if !flag("do_resize") || !flag("do_center_crop") || !flag("do_rescale") {
+        return unsupported("do_resize, do_center_crop and do_rescale must be true");
+    }
+    if pre
+        .get("resample")
+        .and_then(Value::as_u64)
+        .is_some_and(|r| r != 3)
+    {
+        return unsupported("resample other than 3 (bicubic)");
+    }
+    if pre
+        .get("rescale_factor")
+        .and_then(Value::as_f64)
+        .is_some_and(|f| (f - 1.0 / 255.0).abs() > 1e-9)
+    {
+        return unsupported("rescale_factor other than 1/255");
+    }
+    image.resize = match pre.get("size") {
+        None => None,
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(size) => match size.get("shortest_edge") {
+            Some(edge) => edge.as_u64().and_then(|n| u32::try_from(n).ok()),
+            None => return unsupported("size without shortest_edge"),
+        },
+    };
+    image.crop = match pre.get("crop_size") {
+        None => None,
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(crop) => match square(crop) {
+            Some(side) => Some(side),
+            None => return unsupported("non-square crop_size"),
+        },
+    };
+    if pre.get("do_normalize").and_then(Value::as_bool) == Some(false) {
+        image.mean = Some([0.0; 3]);
+        image.std = Some([1.0; 3]);
+    } else {
+        image.mean = triple(path, &pre, "image_mean")?;
+        image.std = triple(path, &pre, "image_std")?;
+    }
+    Ok(())
+}
+
+fn square(crop: &Value) -> Option<u32> {
+    let side = |key: &str| {
+        crop.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    match (side("height"), side("width")) {
+        (Some(h), Some(w)) if h == w => Some(h),
+        _ => None,
+    }
+}
+
+/// `key` as three numbers; absent is None, anything else an error.
+fn triple(path: &Path, json: &Value, key: &str) -> Result<Option<[f32; 3]>, EmbedError> {
+    let Some(value) = json.get(key) else {
+        return Ok(None);
+    };
+    let three = value.as_array().filter(|list| list.len() == 3);
+    let numbers: Option<Vec<f32>> =
+        three.and_then(|list| list.iter().map(|v| v.as_f64().map(|f| f as f32)).collect());
+    match numbers.as_deref() {
+        Some(&[a, b, c]) => Ok(Some([a, b, c])),
+        _ => Err(config_error(path, format!("{key} must be three numbers"))),
+    }
+}
+
+/// Layout defaults overlaid with xmodal.json, then checked and resolved against `dir`.
+fn merge(
+    dir: &Path,
+    layout: Layout,
+    base: Settings,
+    over: Settings,
+) -> Result<ModelConfig, EmbedError> {
+    let path = dir.join(CONFIG_FILE);
+    let (t, bt) = (over.text, base.text);
+    let (i, bi) = (over.image, base.image);
+    let missing = |what: &str| {
+        let hint =
+            "set it in xmodal.json (hf layout: or in config.json / preprocessor_config.json)";
+        config_error(&path, format!("{what} is not set; {hint}"))
+    };
+    let resize = i
+        .resize
+        .or(bi.resize)
+        .ok_or_else(|| missing("image.resize"))?;
+    let crop = i.crop.or(bi.crop).unwrap_or(resize);
+    if resize == 0 || crop == 0 || crop > resize {
+        return Err(config_error(
+            &path,
+            format!("image.crop {crop} must be between 1 and image.resize {resize}"),
+        ));
+    }
+    let std = i.std.or(bi.std).unwrap_or(OPENAI_STD);
+    if std.iter().any(|s| !s.is_normal()) {
+        return Err(config_error(&path, "image.std must be non-zero".into()));
+    }
+    let context_length = t.context_length.or(bt.context_length).unwrap_or(77);
+    if context_length < 2 {
+        return Err(config_error(
+            &path,
+            "text.context_length must be at least 2".into(),
+        ));
+    }
+    let name =
+        |a: Option<String>, b: Option<String>, what: &str| a.or(b).ok_or_else(|| missing(what));
+    let file =
+        |a: Option<String>, b: Option<String>, what: &str| name(a, b, what).map(|f| dir.join(f));
+    Ok(ModelConfig {
+        dir: dir.to_path_buf(),
+        layout,
+        embed_dim: over.embed_dim.or(base.embed_dim),
+        text: TextConfig {
+            model: file(t.model, bt.model, "text.model")?,
+            tokenizer: file(t.tokenizer, bt.tokenizer, "text.tokenizer")?,
+            context_length,
+            input_ids: name(t.input_ids, bt.input_ids, "text.input_ids")?,
+            attention_mask: name(t.attention_mask, bt.attention_mask, "text.attention_mask")?,
+            output: name(t.output, bt.output, "text.output")?,
+            pad_id: t.pad_id.or(bt.pad_id),
+            cleanup: cleanup(&path, t.cleanup.or(bt.cleanup))?,
+        },
+        image: ImageConfig {
+            model: file(i.model, bi.model, "image.model")?,
+            input: name(i.input, bi.input, "image.input")?,
+            output: name(i.output, bi.output, "image.output")?,
+            preprocess: PreprocessConfig {
+                resize,
+                crop,
+                crop_rounding: crop_rounding(&path, i.crop_rounding.or(bi.crop_rounding))?,
+                mean: i.mean.or(bi.mean).unwrap_or(OPENAI_MEAN),
+                std,
+            },
+        },
+    })
+}
+
+fn cleanup(path: &Path, value: Option<String>) -> Result<TextCleanup, EmbedError> {
+    match value.as_deref() {
+        Some("openclip") => Ok(TextCleanup::OpenClip),
+        Some("none") | None => Ok(TextCleanup::None),
+        Some(other) => Err(config_error(
+            path,
+            format!("text.cleanup {other:?}: expected \"openclip\" or \"none\""),
+        )),
+    }
+}
+
+fn crop_rounding(path: &Path, value: Option<String>) -> Result<CropRounding, EmbedError> {
+    match value.as_deref() {
+        Some("half_even") => Ok(CropRounding::HalfEven),
+        Some("floor") | None => Ok(CropRounding::Floor),
+        Some(other) => Err(config_error(
+            path,
+            format!("image.crop_rounding {other:?}: expected \"half_even\" or \"floor\""),
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models");
+
+    /// A fresh directory whose entries are symlinks to the files of fixture `model`, except the
+    /// files given in `files` (written with the given contents).
+    pub(crate) fn model_variant(name: &str, model: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xmodal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = Path::new(MODELS).join(model);
+        for entry in [
+            "textual.onnx",
+            "visual.onnx",
+            "tokenizer.json",
+            "xmodal.json",
+            "config.json",
+            "preprocessor_config.json",
+            "onnx",
+        ] {
+            if source.join(entry).exists() && !files.iter().any(|(f, _)| *f == entry) {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::os::unix::fs::symlink(source.join(entry), dir.join(entry)).unwrap();
+            }
+        }
+        for (file, contents) in files {
+            std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(file), contents).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_openclip_layout() {
+        let config = ModelConfig::load(&Path::new(MODELS).join("openclip-tiny")).unwrap();
+        assert_eq!(config.layout, Layout::OpenClip);
+        assert_eq!(config.embed_dim, Some(16));
+        assert_eq!(
+            (config.text.input_ids.as_str(), config.text.output.as_str()),
+            ("text", "embedding")
+        );
+        assert_eq!(
+            (config.text.pad_id, config.text.cleanup),
+            (Some(0), TextCleanup::OpenClip)
+        );
+        let pre = &config.image.preprocess;
+        assert_eq!(
+            (pre.resize, pre.crop, pre.crop_rounding),
+            (32, 32, CropRounding::HalfEven)
+        );
+        assert!(config.image.model.ends_with("visual.onnx"));
+    }
+
+    #[test]
+    fn reads_hf_layout() {
+        let config = ModelConfig::load(&Path::new(MODELS).join("hf-tiny")).unwrap();
+        assert_eq!(config.layout, Layout::HuggingFace);
+        assert_eq!(
+            (config.embed_dim, config.text.context_length),
+            (Some(24), 77)
+        );
+        assert_eq!(
+            (config.text.pad_id, config.text.cleanup),
+            (None, TextCleanup::None)
+        );
+        assert_eq!(config.text.output, "text_embeds");
+        assert_eq!(
+            (config.image.input.as_str(), config.image.output.as_str()),
+            ("pixel_values", "image_embeds")
+        );
+        let pre = &config.image.preprocess;
+        assert_eq!(
+            (pre.resize, pre.crop, pre.crop_rounding),
+            (48, 48, CropRounding::Floor)
+        );
+        assert_eq!((pre.mean, pre.std), (OPENAI_MEAN, OPENAI_STD));
+        assert!(config.text.model.ends_with("onnx/text_model.onnx"));
+    }
+
+    #[test]
+    fn xmodal_json_overrides_hf_settings() {
+        let json = br#"{"image": {"crop_rounding": "half_even", "mean": [0.5, 0.5, 0.5]}, "text": {"cleanup": "openclip"}}"#;
+        let dir = model_variant("override", "hf-tiny", &[("xmodal.json", json)]);
+        let config = ModelConfig::load(&dir).unwrap();
+        assert_eq!(
+            config.image.preprocess.crop_rounding,
+            CropRounding::HalfEven
+        );
+        assert_eq!(config.image.preprocess.mean, [0.5; 3]);
+        assert_eq!(config.text.cleanup, TextCleanup::OpenClip);
+        assert_eq!(config.image.preprocess.resize, 48);
+    }
+
+    fn load_err(name: &str, model: &str, files: &[(&str, &[u8])]) -> EmbedError {
+        ModelConfig::load(&model_variant(name, model, files)).unwrap_err()
+    }
+
+    #[test]
+    fn missing_files_are_errors() {
+        let err = ModelConfig::load(Path::new("/nonexistent/model")).unwrap_err();
+        assert!(matches!(err, EmbedError::MissingFile(_)), "{err}");
+        let json: &[u8] = br#"{"text": {"model": "onnx/text_model_quantized.onnx"}}"#;
+        let err = load_err("missing-onnx", "hf-tiny", &[("xmodal.json", json)]);
+        assert!(
+            matches!(&err, EmbedError::MissingFile(p) if p.ends_with("text_model_quantized.onnx")),
+            "{err}"
+        );
+        let dir = model_variant("missing-tokenizer", "openclip-tiny", &[]);
+        std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+        assert!(matches!(
+            ModelConfig::load(&dir),
+            Err(EmbedError::MissingFile(_))
+        ));
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        let cases: &[(&str, &str, &[u8])] = &[
+            ("not-json", "xmodal.json", b"{"),
+            (
+                "unknown-field",
+                "xmodal.json",
+                br#"{"image": {"size": 32}}"#,
+            ),
+            ("no-size", "xmodal.json", br#"{"layout": "openclip"}"#),
+            (
+                "big-crop",
+                "xmodal.json",
+                br#"{"image": {"resize": 32, "crop": 40}}"#,
+            ),
+            (
+                "bad-cleanup",
+                "xmodal.json",
+                br#"{"image": {"resize": 32}, "text": {"cleanup": "ftfy"}}"#,
+            ),
+            (
+                "version",
+                "xmodal.json",
+                br#"{"xmodal": 2, "image": {"resize": 32}}"#,
+            ),
+        ];
+        for (name, file, contents) in cases {
+            let err = load_err(name, "openclip-tiny", &[(file, contents)]);
+            assert!(
+                matches!(err, EmbedError::InvalidConfig { .. }),
+                "{name}: {err}"
+            );
+        }
+        let bilinear: &[u8] = br#"{"resample": 2, "size": {"shortest_edge": 48}}"#;
+        let err = load_err(
+            "bilinear",
+            "hf-tiny",
+            &[("preprocessor_config.json", bilinear)],
+        );
+        assert!(matches!(err, EmbedError::InvalidConfig { .. }), "{err}");
+    }
+}
