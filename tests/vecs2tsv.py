@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Convert TEXMEX .fvecs/.bvecs/.ivecs to `id<TAB>[v1,v2,...]` lines for COPY (stdlib only).
-Usage: vecs2tsv.py FILE [--normalize]"""
+Usage: vecs2tsv.py FILE [--normalize] [--limit N]"""
+import itertools
 import struct
 import sys
 
@@ -15,13 +16,14 @@ def rows(path):
 
 
 def main():
-    normalize = "--normalize" in sys.argv
-    out = sys.stdout
-    for i, row in enumerate(rows(sys.argv[1])):
+    args = sys.argv[1:]
+    normalize = "--normalize" in args
+    limit = int(args[args.index("--limit") + 1]) if "--limit" in args else None
+    for i, row in enumerate(itertools.islice(rows(args[0]), limit)):
         if normalize:
             norm = sum(x * x for x in row) ** 0.5 or 1.0
             row = [x / norm for x in row]
-        out.write(f"{i}\t[{','.join(repr(float(x)) for x in row)}]\n")
+        sys.stdout.write(f"{i}\t[{','.join(map(repr, row))}]\n")
 
 
 if __name__ == "__main__":
