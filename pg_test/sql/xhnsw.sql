@@ -37,7 +37,9 @@ EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY emb <-> '[1,1,1,1,1,1,1,1,1,1,1,1,
 SET xhnsw.ef_search = 100;
 SELECT recall('<->') >= 0.99 AS l2_recall_ok;
 SELECT check_name, value FROM xmodal.index_check('t_l2');
--- Not used without ORDER BY ... LIMIT, nor for another operator.
+-- Not used without ORDER BY ... LIMIT (its scan is bounded by xhnsw.max_scan_tuples), nor for
+-- another operator.
+EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY emb <-> '[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]';
 EXPLAIN (COSTS OFF) SELECT id FROM t WHERE emb <-> '[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]' < 1;
 EXPLAIN (COSTS OFF) SELECT id FROM t ORDER BY emb <=> '[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]' LIMIT 10;
 DROP INDEX t_l2;
