@@ -30,9 +30,14 @@ start)
         sed -n 's/^port = //p' "$dir/postgresql.auto.conf" | tail -n 1
         exit 0
     fi
-    port=${3:-$(free_port)}
-    # Settings live in postgresql.auto.conf so a restart (crash tests) keeps them.
+    # A restart keeps the cluster's port (clients of a crash test reconnect to it).
+    known=$(sed -n 's/^port = //p' "$dir/postgresql.auto.conf" 2>/dev/null | tail -n 1)
+    port=${3:-${known:-$(free_port)}}
+    # Settings live in postgresql.auto.conf so a restart (crash tests) keeps them; settings this
+    # script does not own (primary_conninfo of a standby made by pg_basebackup -R) are kept.
+    ours='^(port|listen_addresses|unix_socket_directories|fsync|max_wal_senders|wal_level|shared_buffers|maintenance_work_mem|max_parallel_maintenance_workers|jit) '
     {
+        [ -f "$dir/postgresql.auto.conf" ] && grep -vE "$ours" "$dir/postgresql.auto.conf" | grep -v '^$' || true
         echo "port = $port"
         echo "listen_addresses = '127.0.0.1'"
         echo "unix_socket_directories = '$dir'"
@@ -42,7 +47,9 @@ start)
         echo "shared_buffers = 256MB"
         echo "maintenance_work_mem = 512MB"
         echo "${PG_EXTRA_CONF:-}"
-    } | run_pg tee "$dir/postgresql.auto.conf" >/dev/null
+    } > "$dir.conf.new"
+    run_pg tee "$dir/postgresql.auto.conf" < "$dir.conf.new" >/dev/null
+    rm -f "$dir.conf.new"
     # Without RUST_BACKTRACE: pgrx would append Rust backtraces to errors sent to clients.
     run_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     echo "$port"

@@ -5,6 +5,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${XMODAL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 
 # Start a cluster in target/it/<name>; exports PGHOST/PGPORT/PGUSER/PGDATABASE; stopped on exit.
+PG_BIN_DIR=${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
+
 start_cluster() {
     CLUSTER_DIR=$ROOT/target/it/$1
     "$ROOT/scripts/pg-cluster.sh" stop "$CLUSTER_DIR"
