@@ -9,7 +9,8 @@ use pgrx::PgMemoryContexts;
 use std::collections::VecDeque;
 
 use super::filter::{child_context, KeyFilter};
-use super::graph::{HashVisited, ResumableOptions, ResumableSearch, Scored};
+use super::graph::{EntryPoint, GraphStore, HashVisited, ResumableOptions, ResumableSearch, Scored};
+use std::cell::{Cell, RefCell};
 use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{self, Locked, Tid};
 use super::store::PageStore;
@@ -120,12 +121,14 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         }
         Mode::Graph(search) => {
             state.batch.clear();
-            let filter = &mut state.filter;
-            let keep = |id: Tid| match filter {
-                None => true,
-                Some(f) => store.with_element(id, |e| f.matches(e.extras)).unwrap_or(false),
+            let found = match state.filter.as_mut() {
+                None => search.next_batch(&store, |_| true, &mut state.batch),
+                Some(filter) => {
+                    let filtered = FilteredStore { store: &store, filter: RefCell::new(filter), last: Cell::new(None) };
+                    search.next_batch(&filtered, |id| filtered.passes(id), &mut state.batch)
+                }
             };
-            if search.next_batch(&store, keep, &mut state.batch) == 0 {
+            if found == 0 {
                 let limit = MAX_SCAN_TUPLES.get() as usize;
                 if search.visited() >= limit {
                     notice!("xhnsw scan stopped after visiting {limit} index elements (xhnsw.max_scan_tuples); fewer rows than asked for may be returned");
@@ -176,5 +179,52 @@ fn collect_page(store: &PageStore, block: u32, mut filter: Option<&mut KeyFilter
                 }
             }
         }
+    }
+}
+
+/// The page store seen through a scan's filter: the search asks for a node's distance and then
+/// whether it passes the filter, so one read of the element answers both (the filter's answer
+/// is kept for that node), instead of reading the element twice.
+struct FilteredStore<'a> {
+    store: &'a PageStore,
+    filter: RefCell<&'a mut KeyFilter>,
+    last: Cell<Option<(Tid, bool)>>,
+}
+
+impl FilteredStore<'_> {
+    fn passes(&self, id: Tid) -> bool {
+        match self.last.get() {
+            Some((last, passes)) if last == id => passes,
+            _ => self.store.with_element(id, |e| self.filter.borrow_mut().matches(e.extras)).unwrap_or(false),
+        }
+    }
+}
+
+impl GraphStore for FilteredStore<'_> {
+    type Id = Tid;
+
+    fn distance(&self, query: &[f32], id: Tid) -> f32 {
+        self.store
+            .with_element(id, |e| {
+                self.last.set(Some((id, self.filter.borrow_mut().matches(e.extras))));
+                self.store.metric.distance(query, e.vector)
+            })
+            .unwrap_or(f32::INFINITY)
+    }
+
+    fn distance_between(&self, a: Tid, b: Tid) -> f32 {
+        self.store.distance_between(a, b)
+    }
+
+    fn level(&self, id: Tid) -> usize {
+        self.store.level(id)
+    }
+
+    fn neighbours(&self, id: Tid, level: usize, out: &mut Vec<Tid>) {
+        self.store.neighbours(id, level, out)
+    }
+
+    fn entry_point(&self) -> Option<EntryPoint<Tid>> {
+        self.store.entry_point()
     }
 }
