@@ -3,8 +3,9 @@
 PIL preprocessing (open_clip's eval transform: bicubic shortest-side resize, centre crop,
 normalise) and open_clip's tokenizer, as a Python application would embed.
 
-Prints one JSON object per (modality, batch): items, seconds, items/s, median ms per call and
-the preprocessing share (decode + resize + normalise, or tokenise, over the whole call).
+Loads the sessions and the data once, then reads lines "MODALITY BATCH" (image|text, 1|32) on
+stdin and answers each with one JSON line: items, seconds, items/s, median ms per call and the
+preprocessing share (decode + resize + normalise, or tokenise, over the whole call).
 
 Usage: python_ort.py MODEL_DIR PHOTO_DIR CAPTIONS_TXT N THREADS
 """
@@ -86,8 +87,11 @@ text_in, text_out = config["text"]["input_ids"], config["text"]["output"]
 paths = [os.path.join(photo_dir, p) for p in photos]
 visual.run([image_out], {image_in: np.stack([preprocess(paths[0])])})  # warm-up
 textual.run([text_out], {text_in: open_clip.tokenize(["warm up"]).numpy()})
-for batch in (1, 32):
-    measure("image", paths, batch, lambda chunk: np.stack([preprocess(p) for p in chunk]),
-            lambda x: visual.run([image_out], {image_in: x})[0])
-    measure("text", captions, batch, lambda chunk: open_clip.tokenize(chunk).numpy(),
-            lambda x: textual.run([text_out], {text_in: x})[0])
+for line in sys.stdin:
+    modality, batch = line.split()
+    if modality == "image":
+        measure("image", paths, int(batch), lambda chunk: np.stack([preprocess(p) for p in chunk]),
+                lambda x: visual.run([image_out], {image_in: x})[0])
+    else:
+        measure("text", captions, int(batch), lambda chunk: open_clip.tokenize(chunk).numpy(),
+                lambda x: textual.run([text_out], {text_in: x})[0])

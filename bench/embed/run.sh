@@ -2,14 +2,17 @@
 # Throughput and latency of embed_image / embed_text and their batch forms (embed_images,
 # embed_texts) inside PostgreSQL, next to Python onnxruntime on the same ONNX files with PIL
 # preprocessing (bench/embed/python_ort.py), on the photos and captions of
-# ../shared/data/flickr8k-1k. Results are printed as JSON lines, one per (side, modality, batch).
+# ../shared/data/flickr8k-1k. Each (modality, batch) is measured on one side, then at once on the
+# other (so that both see the same load of a shared machine), REPEATS times; the JSON line of
+# every run is printed, then a table of the medians.
 #
-#   bench/embed/run.sh [MODEL_DIR] [N] [THREADS]
+#   bench/embed/run.sh [MODEL_DIR] [N] [THREADS] [REPEATS]
 #
 # MODEL_DIR: a ViT-B/32-sized OpenCLIP export with random weights (default /work/scratch/vit-b32;
 #            make one with `python scripts/make-test-models --vit-b32 DIR --skip-fixtures`).
 # N:         photos and captions (first caption of each photo) to embed (default 1000).
 # THREADS:   ONNX Runtime intra-op threads on both sides (default: the number of cores).
+# REPEATS:   passes over the four (modality, batch) pairs (default 3).
 # Environment: PYTHON (a Python with onnxruntime, pillow, open_clip; default
 # /work/venv-models/bin/python), PG_BIN (the server the extension is installed in).
 # Per call, SQL timing is taken inside the server (clock_timestamp around each call in PL/pgSQL),
@@ -20,6 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 MODEL=${1:-/work/scratch/vit-b32}
 N=${2:-1000}
 THREADS=${3:-$(nproc)}
+REPEATS=${4:-3}
 PYTHON=${PYTHON:-/work/venv-models/bin/python}
 DATA=$(cd "$ROOT/.." && pwd)/shared/data/flickr8k-1k
 [ -d "$DATA/images" ] || { echo "SKIP: $DATA not found"; exit 0; }
@@ -37,7 +41,7 @@ trap '"$ROOT/scripts/pg-cluster.sh" stop "$CLUSTER"' EXIT
 runuser -u postgres -- test -r "$MODEL/visual.onnx" -a -r "$DATA/captions.txt" \
     || { echo "user postgres cannot read $MODEL or $DATA"; exit 1; }
 
-echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, N=$N, threads=$THREADS, model $MODEL"
+echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, N=$N, threads=$THREADS, repeats=$REPEATS, model $MODEL"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -X -q -v ON_ERROR_STOP=1 -At <<SQL
 CREATE EXTENSION xmodal;
@@ -58,23 +62,31 @@ DECLARE
     t0 timestamptz;
     calls float8[] := '{}';
     n int := 0;
-    g record;
+    images bytea[];
+    texts text[];
 BEGIN
     PERFORM xmodal.encoder_stats_reset();
-    FOR g IN EXECUTE format(
-        'SELECT array_agg(%s ORDER BY id) AS v FROM %s GROUP BY (id - 1) / %s ORDER BY min(id)',
-        CASE modality WHEN 'image' THEN 'bytes' ELSE 'caption' END,
-        CASE modality WHEN 'image' THEN 'photos' ELSE 'captions' END, batch)
-    LOOP
-        t0 := clock_timestamp();
-        IF batch = 1 AND modality = 'image' THEN PERFORM embed_image(g.v[1], 'vit');
-        ELSIF batch = 1 THEN PERFORM embed_text(g.v[1], 'vit');
-        ELSIF modality = 'image' THEN PERFORM embed_images(g.v, 'vit');
-        ELSE PERFORM embed_texts(g.v, 'vit');
-        END IF;
-        calls := calls || extract(epoch FROM clock_timestamp() - t0)::float8;
-        n := n + cardinality(g.v);
-    END LOOP;
+    IF modality = 'image' THEN
+        FOR images IN SELECT array_agg(bytes ORDER BY id) FROM photos
+                      GROUP BY (id - 1) / batch ORDER BY min(id) LOOP
+            t0 := clock_timestamp();
+            IF batch = 1 THEN PERFORM embed_image(images[1], 'vit');
+            ELSE PERFORM embed_images(images, 'vit');
+            END IF;
+            calls := calls || extract(epoch FROM clock_timestamp() - t0)::float8;
+            n := n + cardinality(images);
+        END LOOP;
+    ELSE
+        FOR texts IN SELECT array_agg(caption ORDER BY id) FROM captions
+                     GROUP BY (id - 1) / batch ORDER BY min(id) LOOP
+            t0 := clock_timestamp();
+            IF batch = 1 THEN PERFORM embed_text(texts[1], 'vit');
+            ELSE PERFORM embed_texts(texts, 'vit');
+            END IF;
+            calls := calls || extract(epoch FROM clock_timestamp() - t0)::float8;
+            n := n + cardinality(texts);
+        END LOOP;
+    END IF;
     RETURN (SELECT json_build_object(
         'side', 'xmodal (SQL)', 'modality', modality, 'batch', batch, 'items', n,
         'seconds', round(sum(c)::numeric, 3), 'items_per_s', round((n / sum(c))::numeric, 2),
@@ -85,6 +97,18 @@ BEGIN
         FROM unnest(calls) c);
 END \$\$;
 
+SQL
+
+# One connection for the SQL side (fds 3, 4), one Python process for the other (fds 5, 6), both
+# kept for all runs, talked to through FIFOs.
+pipes=$(mktemp -d)
+mkfifo "$pipes"/sql.in "$pipes"/sql.out "$pipes"/py.in "$pipes"/py.out
+psql -X -q -At -v ON_ERROR_STOP=1 < "$pipes"/sql.in > "$pipes"/sql.out &
+exec 3> "$pipes"/sql.in 4< "$pipes"/sql.out
+"$PYTHON" "$ROOT/bench/embed/python_ort.py" "$MODEL" "$DATA/images" "$DATA/captions.txt" "$N" \
+    "$THREADS" < "$pipes"/py.in > "$pipes"/py.out &
+exec 5> "$pipes"/py.in 6< "$pipes"/py.out
+cat >&3 <<SQL
 SET xmodal.device = cpu;
 SET xmodal.intra_op_threads = $THREADS;
 SET xmodal.cache_entries = 0;
@@ -92,10 +116,31 @@ SET xmodal.cache_entries = 0;
 SELECT xmodal.register_model('vit', '$MODEL');
 SELECT embed_image(bytes, 'vit'), embed_text('warm up', 'vit') FROM photos LIMIT 1;
 \o
-SELECT bench('image', 1);
-SELECT bench('text', 1);
-SELECT bench('image', 32);
-SELECT bench('text', 32);
 SQL
-"$PYTHON" "$ROOT/bench/embed/python_ort.py" "$MODEL" "$DATA/images" "$DATA/captions.txt" "$N" "$THREADS"
+results=$pipes/results
+for _ in $(seq "$REPEATS"); do
+    for run in "image 1" "text 1" "image 32" "text 32"; do
+        read -r modality batch <<< "$run"
+        echo "SELECT bench('$modality', $batch);" >&3
+        read -r line <&4 && echo "$line" | tee -a "$results"
+        echo "$run" >&5
+        read -r line <&6 && echo "$line" | tee -a "$results"
+    done
+done
+exec 3>&- 5>&-
+wait
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$PYTHON" - "$results" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs.setdefault((r["modality"], r["batch"], r["side"]), []).append(r)
+print("| modality | batch | side | items/s | ms per call | preprocessing share |")
+print("|---|---:|---|---:|---:|---:|")
+for (modality, batch, side), rs in sorted(runs.items()):
+    med = lambda k: statistics.median(r[k] for r in rs)
+    print(f"| {modality} | {batch} | {side} | {med('items_per_s'):.2f} | "
+          f"{med('median_ms_per_call'):.1f} | {100 * med('preprocess_share'):.1f}% |")
+PY
+rm -rf "$pipes"

@@ -19,39 +19,86 @@ use super::report::{raise, raise_embed, OrRaise};
 use super::session::{ImageEncoder, Placement, TextEncoder};
 use super::settings::{self, DeviceSetting};
 use super::stats::{Counters, Stats};
+use super::tokenize::TokenizedText;
 use super::Modality;
 
-/// One input value.
-#[derive(Clone, Copy)]
-pub enum Input<'a> {
-    Text(&'a str),
-    Image(&'a [u8]),
-}
-
-impl Input<'_> {
-    fn modality(&self) -> Modality {
-        match self {
-            Input::Text(_) => Modality::Text,
-            Input::Image(_) => Modality::Image,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Input::Text(text) => text.as_bytes(),
-            Input::Image(bytes) => bytes,
-        }
-    }
-}
-
 /// A model as this backend knows it.
-struct Loaded {
+pub(super) struct Loaded {
     entry: Entry,
     /// The registry epoch at which `entry` was last read.
     epoch: u64,
     config: Option<ModelConfig>,
     text: Option<TextEncoder>,
     image: Option<ImageEncoder>,
+}
+
+/// One tower as the functions below use it: text (`str` in) or image (`[u8]` in).
+pub(super) trait Tower: Sized {
+    const MODALITY: Modality;
+    type Input: ?Sized + AsRef<[u8]>;
+    type Prepared;
+    /// Where a loaded model keeps this tower.
+    fn slot(loaded: &mut Loaded) -> &mut Option<Self>;
+    fn load(config: &ModelConfig) -> Result<Self, EmbedError>;
+    fn placement(&self) -> &Placement;
+    fn dims(&self) -> Option<usize>;
+    /// Tokenising, or decoding and resizing (under the current settings).
+    fn prepare(&mut self, input: &Self::Input) -> Result<Self::Prepared, EmbedError>;
+    /// One inference over the whole batch.
+    fn infer(&mut self, batch: &[Self::Prepared]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+impl Tower for TextEncoder {
+    const MODALITY: Modality = Modality::Text;
+    type Input = str;
+    type Prepared = TokenizedText;
+    fn slot(loaded: &mut Loaded) -> &mut Option<Self> {
+        &mut loaded.text
+    }
+    fn load(config: &ModelConfig) -> Result<Self, EmbedError> {
+        TextEncoder::load(config, &settings::runtime_options())
+    }
+    fn placement(&self) -> &Placement {
+        TextEncoder::placement(self)
+    }
+    fn dims(&self) -> Option<usize> {
+        TextEncoder::dims(self)
+    }
+    fn prepare(&mut self, input: &str) -> Result<TokenizedText, EmbedError> {
+        self.tokenize(input)
+    }
+    fn infer(&mut self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_tokens(batch)
+    }
+}
+
+impl Tower for ImageEncoder {
+    const MODALITY: Modality = Modality::Image;
+    type Input = [u8];
+    type Prepared = Vec<f32>;
+    fn slot(loaded: &mut Loaded) -> &mut Option<Self> {
+        &mut loaded.image
+    }
+    fn load(config: &ModelConfig) -> Result<Self, EmbedError> {
+        ImageEncoder::load(
+            config,
+            &settings::runtime_options(),
+            settings::image_limits(),
+        )
+    }
+    fn placement(&self) -> &Placement {
+        ImageEncoder::placement(self)
+    }
+    fn dims(&self) -> Option<usize> {
+        ImageEncoder::dims(self)
+    }
+    fn prepare(&mut self, input: &[u8]) -> Result<Vec<f32>, EmbedError> {
+        self.set_limits(settings::image_limits());
+        self.preprocess(input)
+    }
+    fn infer(&mut self, batch: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_pixels(batch)
+    }
 }
 
 /// A model loaded by register_model before it has a registration id.
@@ -70,7 +117,7 @@ thread_local! {
 }
 
 /// The model to use: the one named, else `xmodal.default_model`.
-pub fn model_name(model: Option<&str>) -> String {
+fn model_name(model: Option<&str>) -> String {
     match model.map(str::to_string).or_else(settings::default_model) {
         Some(name) => name,
         None => raise(
@@ -121,115 +168,63 @@ fn resolve(name: &str) -> Entry {
     entry
 }
 
-/// NOTICE for `xmodal.device = auto`: where the tower runs, and why not on CUDA.
-fn announce(model: &str, modality: Modality, placement: &Placement) {
-    if settings::device() != DeviceSetting::Auto {
-        return;
+/// Loads a tower, with the NOTICE `xmodal.device = auto` promises: where it runs and why not
+/// on CUDA.
+fn load<T: Tower>(model: &str, config: &ModelConfig) -> T {
+    let tower = T::load(config).or_raise(model);
+    if settings::device() == DeviceSetting::Auto {
+        let name = T::MODALITY.name();
+        match &tower.placement().fallback {
+            None => notice!("xmodal: model \"{model}\" runs its {name} tower on CUDA"),
+            Some(why) => notice!("xmodal: model \"{model}\" runs its {name} tower on CPU ({why})"),
+        }
     }
-    let tower = modality.name();
-    match &placement.fallback {
-        None => notice!("xmodal: model \"{model}\" runs its {tower} tower on CUDA"),
-        Some(why) => notice!("xmodal: model \"{model}\" runs its {tower} tower on CPU ({why})"),
-    }
+    tower
 }
 
-fn load_text(model: &str, config: &ModelConfig) -> TextEncoder {
-    let encoder = TextEncoder::load(config, &settings::runtime_options()).or_raise(model);
-    announce(model, Modality::Text, encoder.placement());
-    encoder
-}
-
-fn load_image(model: &str, config: &ModelConfig) -> ImageEncoder {
-    let encoder = ImageEncoder::load(
-        config,
-        &settings::runtime_options(),
-        settings::image_limits(),
-    )
-    .or_raise(model);
-    announce(model, Modality::Image, encoder.placement());
-    encoder
-}
-
-/// The loaded tower for one modality.
-enum Tower<'a> {
-    Text(&'a mut TextEncoder),
-    Image(&'a mut ImageEncoder),
-}
-
-/// Refuses a modality the model has no tower for.
-fn require_tower(entry: &Entry, modality: Modality) {
-    if !entry.modalities.contains(&modality) {
-        raise_embed(EmbedError::NoTower(modality.name()), &entry.name, None);
-    }
-}
-
-/// Runs `f` on the tower of `entry` for `modality`, loading it first if needed.
-fn with_tower<R>(entry: &Entry, modality: Modality, f: impl FnOnce(Tower) -> R) -> R {
+/// Runs `f` on the `T` tower of a resolved model, loading it first if needed.
+fn with_tower<T: Tower, R>(entry: &Entry, f: impl FnOnce(&mut T) -> R) -> R {
     let name = entry.name.as_str();
+    if !entry.modalities.contains(&T::MODALITY) {
+        raise_embed(EmbedError::NoTower(T::MODALITY.name()), name, None);
+    }
     MODELS.with(|m| {
         let mut models = m.borrow_mut();
-        let loaded = models.get_mut(name).unwrap_or_else(|| {
+        let Some(loaded) = models.get_mut(name) else {
             raise(
                 ERRCODE_INTERNAL_ERROR,
                 format!("model \"{name}\" is not loaded"),
                 None,
-            )
-        });
-        if loaded.config.is_none() {
-            loaded.config = Some(ModelConfig::load(&entry.path).or_raise(name));
-        }
-        let Some(config) = loaded.config.as_ref() else {
-            unreachable!("the configuration was just loaded")
+            );
         };
-        match modality {
-            Modality::Text => {
-                if loaded.text.is_none() {
-                    loaded.text = Some(check_dims(load_text(name, config), entry));
-                }
-                f(Tower::Text(
-                    loaded.text.as_mut().expect("text tower loaded"),
-                ))
-            }
-            Modality::Image => {
-                if loaded.image.is_none() {
-                    loaded.image = Some(check_dims(load_image(name, config), entry));
-                }
-                let image = loaded.image.as_mut().expect("image tower loaded");
-                image.set_limits(settings::image_limits());
-                f(Tower::Image(image))
-            }
+        if T::slot(loaded).is_none() {
+            let config = match loaded.config.take() {
+                Some(config) => config,
+                None => ModelConfig::load(&entry.path).or_raise(name),
+            };
+            let tower = load::<T>(name, &config);
+            loaded.config = Some(config);
+            check_dims(tower.dims(), entry);
+            *T::slot(loaded) = Some(tower);
+        }
+        match T::slot(loaded) {
+            Some(tower) => f(tower),
+            None => unreachable!("the tower was just loaded"),
         }
     })
 }
 
 /// Refuses sessions whose output size differs from the registration (files changed since).
-fn check_dims<E: Dims>(encoder: E, entry: &Entry) -> E {
-    if let Some(found) = encoder.dims().filter(|&d| d != entry.dims) {
+fn check_dims(found: Option<usize>, entry: &Entry) {
+    if let Some(found) = found.filter(|&d| d != entry.dims) {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
-                "model \"{}\" now produces {found} dimensions, it was registered with {}",
+                "model \"{}\" produces {found} dimensions, it was registered with {}",
                 entry.name, entry.dims
             ),
             Some("Register the model again (replace => true)."),
         );
-    }
-    encoder
-}
-
-trait Dims {
-    fn dims(&self) -> Option<usize>;
-}
-
-impl Dims for TextEncoder {
-    fn dims(&self) -> Option<usize> {
-        TextEncoder::dims(self)
-    }
-}
-
-impl Dims for ImageEncoder {
-    fn dims(&self) -> Option<usize> {
-        ImageEncoder::dims(self)
     }
 }
 
@@ -237,100 +232,58 @@ fn count(model: &str, modality: Modality, f: impl FnOnce(&mut Counters)) {
     STATS.with(|s| f(s.borrow_mut().entry(model, modality)));
 }
 
-/// Preprocessed inputs of one tower, ready for one batched run.
-enum Batch {
-    Tokens(Vec<super::tokenize::TokenizedText>),
-    Pixels(Vec<Vec<f32>>),
-}
-
-/// Preprocesses `inputs` and runs one inference over all of them. Returns the embeddings and
-/// the time spent preprocessing. `element` names an input in errors (array position).
-fn run_batch(
+/// Prepares `inputs` and runs one inference over all of them: the embeddings and the time spent
+/// preparing. `element` names an input in errors (its array position).
+fn run<T: Tower>(
     entry: &Entry,
-    modality: Modality,
-    inputs: &[Input],
+    inputs: &[&T::Input],
     element: impl Fn(usize) -> Option<String>,
 ) -> (Vec<Vec<f32>>, Duration) {
     let name = entry.name.as_str();
-    with_tower(entry, modality, |tower| {
+    let (rows, preprocess) = with_tower(entry, |tower: &mut T| {
         let start = Instant::now();
-        let batch = match &tower {
-            Tower::Text(encoder) => Batch::Tokens(
-                inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(at, input)| match input {
-                        Input::Text(text) => encoder
-                            .tokenize(text)
-                            .unwrap_or_else(|e| raise_embed(e, name, element(at))),
-                        Input::Image(_) => unreachable!("an image given to the text tower"),
-                    })
-                    .collect(),
-            ),
-            Tower::Image(encoder) => Batch::Pixels(
-                inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(at, input)| {
-                        check_for_interrupts!();
-                        match input {
-                            Input::Image(bytes) => encoder
-                                .preprocess(bytes)
-                                .unwrap_or_else(|e| raise_embed(e, name, element(at))),
-                            Input::Text(_) => unreachable!("a text given to the image tower"),
-                        }
-                    })
-                    .collect(),
-            ),
-        };
+        let mut batch = Vec::with_capacity(inputs.len());
+        for (at, input) in inputs.iter().enumerate() {
+            check_for_interrupts!();
+            match tower.prepare(input) {
+                Ok(prepared) => batch.push(prepared),
+                Err(error) => raise_embed(error, name, element(at)),
+            }
+        }
         let preprocess = start.elapsed();
-        check_for_interrupts!();
-        let rows = match (tower, batch) {
-            (Tower::Text(encoder), Batch::Tokens(tokens)) => encoder.embed_tokens(&tokens),
-            (Tower::Image(encoder), Batch::Pixels(pixels)) => encoder.embed_pixels(&pixels),
-            _ => unreachable!("batch built for its own tower"),
-        }
-        .or_raise(name);
-        if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
-            raise(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!(
-                    "model \"{name}\" produced {} dimensions, it was registered with {}",
-                    bad.len(),
-                    entry.dims
-                ),
-                Some("Register the model again (replace => true)."),
-            );
-        }
-        (rows, preprocess)
-    })
+        (tower.infer(&batch).or_raise(name), preprocess)
+    });
+    check_for_interrupts!();
+    if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
+        check_dims(Some(bad.len()), entry);
+    }
+    (rows, preprocess)
 }
 
 /// The embedding of one input by `model` (or the default model), from the cache when the same
 /// input was embedded recently under the same registration.
-pub fn embed(model: Option<&str>, input: Input) -> Vec<f32> {
+pub(super) fn embed<T: Tower>(model: Option<&str>, input: &T::Input) -> Vec<f32> {
     let name = model_name(model);
     let entry = resolve(&name);
-    let modality = input.modality();
-    require_tower(&entry, modality);
-    let key = CACHE.with(|c| c.borrow().key(entry.id, modality, input.bytes()));
+    let key = CACHE.with(|c| c.borrow().key(entry.id, T::MODALITY, input.as_ref()));
     let hit = CACHE.with(|c| c.borrow_mut().get(&key));
-    count(&name, modality, |c| {
-        c.calls += 1;
-        c.inputs += 1;
-        c.cache_hits += i64::from(hit.is_some());
-    });
     if let Some(embedding) = hit {
+        count(&name, T::MODALITY, |c| {
+            c.calls += 1;
+            c.inputs += 1;
+            c.cache_hits += 1;
+        });
         return embedding;
     }
     let start = Instant::now();
-    let (rows, preprocess) = run_batch(&entry, modality, &[input], |_| None);
+    let (rows, preprocess) = run::<T>(&entry, &[input], |_| None);
     let embedding = rows.into_iter().next().unwrap_or_default();
-    let total = start.elapsed();
-    count(&name, modality, |c| {
+    count(&name, T::MODALITY, |c| {
+        c.calls += 1;
+        c.inputs += 1;
         c.inferences += 1;
         c.preprocess += preprocess;
-        c.total += total;
+        c.total += start.elapsed();
     });
     CACHE.with(|c| {
         c.borrow_mut()
@@ -340,59 +293,60 @@ pub fn embed(model: Option<&str>, input: Input) -> Vec<f32> {
 }
 
 /// Embeddings of all non-NULL `inputs` in one inference; NULL inputs give NULL.
-pub fn embed_batch(
+pub(super) fn embed_batch<T: Tower>(
     model: Option<&str>,
-    modality: Modality,
-    inputs: &[Option<Input>],
+    inputs: &[Option<&T::Input>],
 ) -> Vec<Option<Vec<f32>>> {
     let name = model_name(model);
-    let present: Vec<(usize, Input)> = inputs
+    let (positions, values): (Vec<usize>, Vec<&T::Input>) = inputs
         .iter()
         .enumerate()
         .filter_map(|(at, input)| input.map(|i| (at, i)))
-        .collect();
-    if present.len() > settings::max_batch() {
+        .unzip();
+    if values.len() > settings::max_batch() {
         raise(
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(
                 "{} values in one call, more than xmodal.max_batch ({})",
-                present.len(),
+                values.len(),
                 settings::max_batch()
             ),
             None,
         );
     }
     let entry = resolve(&name);
-    require_tower(&entry, modality);
-    count(&name, modality, |c| {
-        c.calls += 1;
-        c.inputs += present.len() as i64;
-    });
     let mut out = vec![None; inputs.len()];
-    if present.is_empty() {
+    if values.is_empty() {
+        count(&name, T::MODALITY, |c| c.calls += 1);
         return out;
     }
     let start = Instant::now();
-    let values: Vec<Input> = present.iter().map(|(_, input)| *input).collect();
-    let (rows, preprocess) = run_batch(&entry, modality, &values, |i| {
-        Some(format!("array element {}", present[i].0 + 1))
+    let (rows, preprocess) = run::<T>(&entry, &values, |i| {
+        Some(format!("array element {}", positions[i] + 1))
     });
-    let total = start.elapsed();
-    count(&name, modality, |c| {
+    count(&name, T::MODALITY, |c| {
+        c.calls += 1;
+        c.inputs += values.len() as i64;
         c.inferences += 1;
         c.preprocess += preprocess;
-        c.total += total;
+        c.total += start.elapsed();
     });
-    for ((at, _), row) in present.iter().zip(rows) {
-        out[*at] = Some(row);
+    for (at, row) in positions.into_iter().zip(rows) {
+        out[at] = Some(row);
     }
     out
 }
 
 /// Loads every tower of the directory `config` describes (register_model), announcing devices.
 pub fn prepare(name: &str, config: ModelConfig) -> Prepared {
-    let text = config.text.is_some().then(|| load_text(name, &config));
-    let image = config.image.is_some().then(|| load_image(name, &config));
+    let text = config
+        .text
+        .is_some()
+        .then(|| load::<TextEncoder>(name, &config));
+    let image = config
+        .image
+        .is_some()
+        .then(|| load::<ImageEncoder>(name, &config));
     let sizes: Vec<usize> = [
         text.as_ref().and_then(TextEncoder::dims),
         image.as_ref().and_then(ImageEncoder::dims),
@@ -453,8 +407,11 @@ pub fn install(entry: Entry, prepared: Prepared) {
 /// Loads every tower of a registered model now (xmodal.preload).
 pub fn load_all(name: &str) {
     let entry = resolve(name);
-    for modality in entry.modalities.clone() {
-        with_tower(&entry, modality, |_| ());
+    for modality in &entry.modalities {
+        match modality {
+            Modality::Text => with_tower(&entry, |_: &mut TextEncoder| ()),
+            Modality::Image => with_tower(&entry, |_: &mut ImageEncoder| ()),
+        }
     }
 }
 
@@ -468,20 +425,12 @@ pub fn device(name: &str) -> Option<String> {
     MODELS.with(|m| {
         let models = m.borrow();
         let loaded = models.get(name)?;
-        let places: Vec<bool> = [
-            loaded.text.as_ref().map(|t| t.placement().cuda),
-            loaded.image.as_ref().map(|i| i.placement().cuda),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
         let label = |cuda: bool| if cuda { "cuda" } else { "cpu" };
-        match places.as_slice() {
-            [] => None,
-            [one] => Some(label(*one).to_string()),
-            [text, image] if text == image => Some(label(*text).to_string()),
-            [text, image] => Some(format!("text: {}, image: {}", label(*text), label(*image))),
-            _ => None,
+        let text = loaded.text.as_ref().map(|t| label(t.placement().cuda));
+        let image = loaded.image.as_ref().map(|i| label(i.placement().cuda));
+        match (text, image) {
+            (Some(t), Some(i)) if t != i => Some(format!("text: {t}, image: {i}")),
+            (t, i) => t.or(i).map(String::from),
         }
     })
 }

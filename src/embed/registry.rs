@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -18,8 +18,8 @@ use super::report::raise;
 use super::settings;
 use super::Modality;
 
-pub const SCHEMA: &std::ffi::CStr = c"xmodal";
-pub const TABLE: &std::ffi::CStr = c"model_registry";
+const SCHEMA: &std::ffi::CStr = c"xmodal";
+const TABLE: &std::ffi::CStr = c"model_registry";
 
 /// One row of the registry.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +82,8 @@ pub fn lookup(name: &str) -> Option<Entry> {
     }
     let row = Spi::connect(|client| {
         let rows = client.select(
-            "SELECT id, path, dims, modalities::text[] FROM xmodal.model_registry WHERE name = $1",
+            "SELECT id, path, dims, modalities FROM xmodal.model_registry \
+             WHERE name OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[name.into()],
         )?;
@@ -150,7 +151,8 @@ fn is_superuser() -> bool {
 }
 
 /// The directory to register, made canonical (symbolic links resolved). It must exist; when
-/// `xmodal.model_root` is set it must lie inside it, and only superusers may register without it.
+/// `xmodal.model_root` is set it must lie inside it (as written, so that nothing outside is even
+/// looked at, and once resolved), and only superusers may register while it is unset.
 pub fn checked_directory(path: &str) -> PathBuf {
     let given = Path::new(path);
     if !given.is_absolute() {
@@ -159,6 +161,26 @@ pub fn checked_directory(path: &str) -> PathBuf {
             format!("model path \"{path}\" must be absolute"),
             None,
         );
+    }
+    let root = settings::model_root().map(|root| lexical(&root));
+    let outside = |root: &Path| -> ! {
+        raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "model directory \"{path}\" is not inside xmodal.model_root (\"{}\")",
+                root.display()
+            ),
+            None,
+        )
+    };
+    match &root {
+        Some(root) if !lexical(given).starts_with(root) => outside(root),
+        None if !is_superuser() => raise(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "only superusers may register models while xmodal.model_root is not set".into(),
+            Some("A superuser can set xmodal.model_root to the directory that holds the models."),
+        ),
+        _ => {}
     }
     let dir = match std::fs::canonicalize(given) {
         Ok(dir) if dir.is_dir() => dir,
@@ -173,32 +195,33 @@ pub fn checked_directory(path: &str) -> PathBuf {
             None,
         ),
     };
-    match settings::model_root() {
-        Some(root) => {
-            let root = std::fs::canonicalize(&root).unwrap_or(root);
-            if !dir.starts_with(&root) {
-                raise(
-                    ERRCODE_INSUFFICIENT_PRIVILEGE,
-                    format!(
-                        "model directory \"{path}\" is not inside xmodal.model_root (\"{}\")",
-                        root.display()
-                    ),
-                    None,
-                );
-            }
+    if let Some(root) = &root {
+        let resolved = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+        if !dir.starts_with(resolved) {
+            outside(root);
         }
-        None if !is_superuser() => raise(
-            ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "only superusers may register models while xmodal.model_root is not set".into(),
-            Some("A superuser can set xmodal.model_root to the directory that holds the models."),
-        ),
-        None => {}
     }
     dir
 }
 
+/// `path` with `.` and `..` resolved by name only (no file system access).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Runs `f` as the owner of the registry table (the extension's owner), as a SECURITY DEFINER
-/// function would; the caller's identity is restored afterwards, also on error.
+/// function would; the caller's identity is restored afterwards, also on error. The statements
+/// run under the caller's search_path, so every name and operator in them is schema-qualified.
 fn as_table_owner<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(pg_sys::Oid, i32);
     impl Drop for Restore {
@@ -293,7 +316,7 @@ fn first_value<T: FromDatum + IntoDatum>(
 pub fn remove(name: &str) -> bool {
     as_table_owner(|| {
         first_value::<String>(
-            "DELETE FROM xmodal.model_registry WHERE name = $1 RETURNING name",
+            "DELETE FROM xmodal.model_registry WHERE name OPERATOR(pg_catalog.=) $1 RETURNING name",
             &[name.into()],
         )
     })

@@ -13,19 +13,19 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 };
 use pgrx::prelude::*;
 
-use super::encoders::{self, Input};
-use super::Modality;
+use super::encoders;
+use super::session::{ImageEncoder, TextEncoder};
 use crate::vector::Xvector;
 
 #[pg_extern(stable, parallel_restricted)]
 fn embed_text(input: Option<&str>, model: default!(Option<&str>, "NULL")) -> Option<Xvector> {
-    let embedding = encoders::embed(model, Input::Text(input?));
+    let embedding = encoders::embed::<TextEncoder>(model, input?);
     Some(Xvector::from_slice(&embedding))
 }
 
 #[pg_extern(stable, parallel_restricted)]
 fn embed_image(input: Option<&[u8]>, model: default!(Option<&str>, "NULL")) -> Option<Xvector> {
-    let embedding = encoders::embed(model, Input::Image(input?));
+    let embedding = encoders::embed::<ImageEncoder>(model, input?);
     Some(Xvector::from_slice(&embedding))
 }
 
@@ -35,11 +35,9 @@ fn embed_texts(
     model: default!(Option<&str>, "NULL"),
 ) -> Option<XvectorArray> {
     let inputs = inputs?;
-    let values: Vec<Option<Input>> = inputs.iter().map(|t| t.map(Input::Text)).collect();
-    Some(XvectorArray(encoders::embed_batch(
-        model,
-        Modality::Text,
-        &values,
+    let values: Vec<Option<&str>> = inputs.iter().collect();
+    Some(XvectorArray(encoders::embed_batch::<TextEncoder>(
+        model, &values,
     )))
 }
 
@@ -49,11 +47,9 @@ fn embed_images(
     model: default!(Option<&str>, "NULL"),
 ) -> Option<XvectorArray> {
     let inputs = inputs?;
-    let values: Vec<Option<Input>> = inputs.iter().map(|b| b.map(Input::Image)).collect();
-    Some(XvectorArray(encoders::embed_batch(
-        model,
-        Modality::Image,
-        &values,
+    let values: Vec<Option<&[u8]>> = inputs.iter().collect();
+    Some(XvectorArray(encoders::embed_batch::<ImageEncoder>(
+        model, &values,
     )))
 }
 
