@@ -225,6 +225,13 @@ SELECT has_table_privilege('public', 'xmodal.model_registry', 'INSERT') AS publi
        has_table_privilege('public', 'xmodal.model_registry', 'DELETE') AS public_delete,
        has_table_privilege('public', 'xmodal.model_registry', 'SELECT') AS public_select;
 
+-- A registration rolled back is forgotten by the session that made it.
+BEGIN;
+SELECT xmodal.register_model('em_tx', :'models' || '/hf-tiny');
+SELECT vector_dims(embed_text('dog', 'em_tx')) AS inside_the_transaction;
+ROLLBACK;
+SELECT em_try('SELECT embed_text(''dog'', ''em_tx'')') AS after_rollback;
+
 -- Dropping a model: its name is unknown again (in other sessions too: tests/embed_backends.sh).
 SELECT xmodal.drop_model('em_text');
 SELECT em_try('SELECT embed_text(''dog'', ''em_text'')') AS dropped;
