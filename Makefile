@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: setup demo test unit install bench-kernels
+.PHONY: setup demo test unit install bench-kernels bench-embed
 
 demo:
 	scripts/demo.sh
@@ -19,3 +19,7 @@ install: setup
 
 bench-kernels:
 	cargo run --release --manifest-path bench/kernels/Cargo.toml
+
+# Encoders against Python onnxruntime; needs a ViT-B/32-sized model (see bench/embed/run.sh).
+bench-embed:
+	bench/embed/run.sh

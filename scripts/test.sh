@@ -56,6 +56,7 @@ failed=$((failed + $(grep -cE 'FAILED|failed \(ignored\)' "$OUT/regress.log" || 
 echo "== integration tests (tests/)"
 for t in tests/*.sh; do
     [ -e "$t" ] || continue
+    [ "$t" = tests/lib.sh ] && continue   # sourced by the tests, not one itself
     echo "-- $t"
     if bash "$t" > "$OUT/$(basename "$t").log" 2>&1; then
         passed=$((passed + 1)); tail -n 3 "$OUT/$(basename "$t").log"

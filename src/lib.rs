@@ -1,10 +1,12 @@
 //! xmodal: cross-modal search inside PostgreSQL.
 //!
-//! Modules: `vector` (the xvector type and its kernels), `index` (the xhnsw access method). The hand-written SQL that pgrx cannot
-//! generate (the type itself, operators, opclasses, casts, aggregates) lives in `sql/`.
+//! Modules: `vector` (the xvector type and its kernels), `index` (the xhnsw access method), `embed`
+//! (in-database text and image encoders). The hand-written SQL that pgrx cannot generate (the type
+//! itself, operators, opclasses, casts, aggregates, the model registry) lives in `sql/`.
 
 use pgrx::prelude::*;
 
+pub mod embed;
 pub mod index;
 pub mod vector;
 
@@ -21,11 +23,19 @@ extension_sql_file!(
         xvector_accum, xvector_combine, xvector_avg, xvector_sum,
     ]
 );
+extension_sql_file!(
+    "../sql/embed.sql",
+    name = "embed",
+    requires = [model_registry_changed, model_device]
+);
 extension_sql_file!("../sql/xhnsw.sql", name = "xhnsw", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     index::options::init();
+    embed::settings::init();
+    embed::registry::init();
+    embed::preload::init();
 }
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub enum EmbedError {
     /// The ONNX Runtime library cannot be loaded from the configured path. SQLSTATE 58000
     /// (system_error).
     Runtime { library: PathBuf, reason: String },
+    /// The model directory has no tower for this modality ("text" or "image"). SQLSTATE 0A000
+    /// (feature_not_supported).
+    NoTower(&'static str),
+    /// `Device::Cuda` was asked for but the CUDA execution provider cannot be used. SQLSTATE 58000.
+    Device(String),
     /// ONNX Runtime failed while running a model. SQLSTATE XX000 (internal_error).
     Inference(String),
 }
@@ -83,6 +88,8 @@ impl fmt::Display for EmbedError {
                 "cannot load ONNX Runtime from {}: {reason}",
                 library.display()
             ),
+            NoTower(modality) => write!(f, "the model has no {modality} tower"),
+            Device(why) => write!(f, "CUDA cannot be used: {why}"),
             Inference(why) => write!(f, "model inference failed: {why}"),
         }
     }

@@ -7,6 +7,10 @@
 //!
 //! An `xmodal.json` in either layout overrides any setting (schema: tests/models/README.md).
 //! The layout is `xmodal.json`'s "layout", else `hf` when `config.json` exists, else `openclip`.
+//!
+//! A tower is present when its ONNX file exists (a file named in `xmodal.json` must exist), so a
+//! directory may hold a text tower, an image tower or both. Every configured path must be
+//! relative and stay inside the directory (no absolute paths, no `..`).
 
 use std::path::{Path, PathBuf};
 
@@ -33,8 +37,10 @@ pub struct ModelConfig {
     pub layout: Layout,
     /// Expected embedding size; checked against the ONNX outputs when set.
     pub embed_dim: Option<usize>,
-    pub text: TextConfig,
-    pub image: ImageConfig,
+    /// None when the directory has no text tower.
+    pub text: Option<TextConfig>,
+    /// None when the directory has no image tower.
+    pub image: Option<ImageConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,14 +123,11 @@ impl ModelConfig {
             Layout::HuggingFace => hf_defaults(dir)?,
         };
         let config = merge(dir, layout, defaults, overrides)?;
-        for file in [
-            &config.text.model,
-            &config.text.tokenizer,
-            &config.image.model,
-        ] {
-            if !file.is_file() {
-                return Err(EmbedError::MissingFile(file.clone()));
-            }
+        if config.text.is_none() && config.image.is_none() {
+            return Err(config_error(
+                dir,
+                "no text or image tower (no ONNX file at the configured paths)".into(),
+            ));
         }
         Ok(config)
     }
@@ -299,64 +302,142 @@ fn merge(
     over: Settings,
 ) -> Result<ModelConfig, EmbedError> {
     let path = dir.join(CONFIG_FILE);
-    let (t, bt) = (over.text, base.text);
-    let (i, bi) = (over.image, base.image);
-    let missing = |what: &str| {
-        let hint =
-            "set it in xmodal.json (hf layout: or in config.json / preprocessor_config.json)";
-        config_error(&path, format!("{what} is not set; {hint}"))
+    let text_model = tower_file(dir, &path, over.text.model.clone(), base.text.model.clone())?;
+    let image_model = tower_file(
+        dir,
+        &path,
+        over.image.model.clone(),
+        base.image.model.clone(),
+    )?;
+    Ok(ModelConfig {
+        dir: dir.to_path_buf(),
+        layout,
+        embed_dim: over.embed_dim.or(base.embed_dim),
+        text: match text_model {
+            Some(model) => Some(text_config(dir, &path, model, over.text, base.text)?),
+            None => None,
+        },
+        image: match image_model {
+            Some(model) => Some(image_config(&path, model, over.image, base.image)?),
+            None => None,
+        },
+    })
+}
+
+fn missing(path: &Path, what: &str) -> EmbedError {
+    let hint = "set it in xmodal.json (hf layout: or in config.json / preprocessor_config.json)";
+    config_error(path, format!("{what} is not set; {hint}"))
+}
+
+/// `name` resolved inside `dir`; absolute paths and `..` are refused so that a model only
+/// ever opens files under its own directory.
+fn inside(dir: &Path, config: &Path, name: &str) -> Result<PathBuf, EmbedError> {
+    let relative = Path::new(name);
+    let plain = relative.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if name.is_empty() || !plain {
+        return Err(config_error(
+            config,
+            format!("{name:?} must be a relative path inside the model directory"),
+        ));
+    }
+    Ok(dir.join(relative))
+}
+
+/// The tower's ONNX file, or None when the tower is absent. A file named in xmodal.json must exist.
+fn tower_file(
+    dir: &Path,
+    config: &Path,
+    named: Option<String>,
+    default: Option<String>,
+) -> Result<Option<PathBuf>, EmbedError> {
+    let explicit = named.is_some();
+    let Some(name) = named.or(default) else {
+        return Ok(None);
+    };
+    let file = inside(dir, config, &name)?;
+    match (file.is_file(), explicit) {
+        (true, _) => Ok(Some(file)),
+        (false, true) => Err(EmbedError::MissingFile(file)),
+        (false, false) => Ok(None),
+    }
+}
+
+fn text_config(
+    dir: &Path,
+    path: &Path,
+    model: PathBuf,
+    t: TextSettings,
+    bt: TextSettings,
+) -> Result<TextConfig, EmbedError> {
+    let name = |a: Option<String>, b: Option<String>, what: &str| {
+        a.or(b).ok_or_else(|| missing(path, what))
+    };
+    let context_length = t.context_length.or(bt.context_length).unwrap_or(77);
+    if context_length < 2 {
+        return Err(config_error(
+            path,
+            "text.context_length must be at least 2".into(),
+        ));
+    }
+    let tokenizer = inside(
+        dir,
+        path,
+        &name(t.tokenizer, bt.tokenizer, "text.tokenizer")?,
+    )?;
+    if !tokenizer.is_file() {
+        return Err(EmbedError::MissingFile(tokenizer));
+    }
+    Ok(TextConfig {
+        model,
+        tokenizer,
+        context_length,
+        input_ids: name(t.input_ids, bt.input_ids, "text.input_ids")?,
+        attention_mask: name(t.attention_mask, bt.attention_mask, "text.attention_mask")?,
+        output: name(t.output, bt.output, "text.output")?,
+        pad_id: t.pad_id.or(bt.pad_id),
+        cleanup: cleanup(path, t.cleanup.or(bt.cleanup))?,
+    })
+}
+
+fn image_config(
+    path: &Path,
+    model: PathBuf,
+    i: ImageSettings,
+    bi: ImageSettings,
+) -> Result<ImageConfig, EmbedError> {
+    let name = |a: Option<String>, b: Option<String>, what: &str| {
+        a.or(b).ok_or_else(|| missing(path, what))
     };
     let resize = i
         .resize
         .or(bi.resize)
-        .ok_or_else(|| missing("image.resize"))?;
+        .ok_or_else(|| missing(path, "image.resize"))?;
     let crop = i.crop.or(bi.crop).unwrap_or(resize);
     if resize == 0 || crop == 0 || crop > resize {
         return Err(config_error(
-            &path,
+            path,
             format!("image.crop {crop} must be between 1 and image.resize {resize}"),
         ));
     }
     let std = i.std.or(bi.std).unwrap_or(OPENAI_STD);
     if std.iter().any(|s| !s.is_normal()) {
-        return Err(config_error(&path, "image.std must be non-zero".into()));
+        return Err(config_error(path, "image.std must be non-zero".into()));
     }
-    let context_length = t.context_length.or(bt.context_length).unwrap_or(77);
-    if context_length < 2 {
-        return Err(config_error(
-            &path,
-            "text.context_length must be at least 2".into(),
-        ));
-    }
-    let name =
-        |a: Option<String>, b: Option<String>, what: &str| a.or(b).ok_or_else(|| missing(what));
-    let file =
-        |a: Option<String>, b: Option<String>, what: &str| name(a, b, what).map(|f| dir.join(f));
-    Ok(ModelConfig {
-        dir: dir.to_path_buf(),
-        layout,
-        embed_dim: over.embed_dim.or(base.embed_dim),
-        text: TextConfig {
-            model: file(t.model, bt.model, "text.model")?,
-            tokenizer: file(t.tokenizer, bt.tokenizer, "text.tokenizer")?,
-            context_length,
-            input_ids: name(t.input_ids, bt.input_ids, "text.input_ids")?,
-            attention_mask: name(t.attention_mask, bt.attention_mask, "text.attention_mask")?,
-            output: name(t.output, bt.output, "text.output")?,
-            pad_id: t.pad_id.or(bt.pad_id),
-            cleanup: cleanup(&path, t.cleanup.or(bt.cleanup))?,
-        },
-        image: ImageConfig {
-            model: file(i.model, bi.model, "image.model")?,
-            input: name(i.input, bi.input, "image.input")?,
-            output: name(i.output, bi.output, "image.output")?,
-            preprocess: PreprocessConfig {
-                resize,
-                crop,
-                crop_rounding: crop_rounding(&path, i.crop_rounding.or(bi.crop_rounding))?,
-                mean: i.mean.or(bi.mean).unwrap_or(OPENAI_MEAN),
-                std,
-            },
+    Ok(ImageConfig {
+        model,
+        input: name(i.input, bi.input, "image.input")?,
+        output: name(i.output, bi.output, "image.output")?,
+        preprocess: PreprocessConfig {
+            resize,
+            crop,
+            crop_rounding: crop_rounding(path, i.crop_rounding.or(bi.crop_rounding))?,
+            mean: i.mean.or(bi.mean).unwrap_or(OPENAI_MEAN),
+            std,
         },
     })
 }
@@ -419,48 +500,50 @@ pub(crate) mod tests {
     #[test]
     fn reads_openclip_layout() {
         let config = ModelConfig::load(&Path::new(MODELS).join("openclip-tiny")).unwrap();
+        let (text, image) = (
+            config.text.as_ref().unwrap(),
+            config.image.as_ref().unwrap(),
+        );
         assert_eq!(config.layout, Layout::OpenClip);
         assert_eq!(config.embed_dim, Some(16));
         assert_eq!(
-            (config.text.input_ids.as_str(), config.text.output.as_str()),
+            (text.input_ids.as_str(), text.output.as_str()),
             ("text", "embedding")
         );
         assert_eq!(
-            (config.text.pad_id, config.text.cleanup),
+            (text.pad_id, text.cleanup),
             (Some(0), TextCleanup::OpenClip)
         );
-        let pre = &config.image.preprocess;
+        let pre = &image.preprocess;
         assert_eq!(
             (pre.resize, pre.crop, pre.crop_rounding),
             (32, 32, CropRounding::HalfEven)
         );
-        assert!(config.image.model.ends_with("visual.onnx"));
+        assert!(image.model.ends_with("visual.onnx"));
     }
 
     #[test]
     fn reads_hf_layout() {
         let config = ModelConfig::load(&Path::new(MODELS).join("hf-tiny")).unwrap();
+        let (text, image) = (
+            config.text.as_ref().unwrap(),
+            config.image.as_ref().unwrap(),
+        );
         assert_eq!(config.layout, Layout::HuggingFace);
+        assert_eq!((config.embed_dim, text.context_length), (Some(24), 77));
+        assert_eq!((text.pad_id, text.cleanup), (None, TextCleanup::None));
+        assert_eq!(text.output, "text_embeds");
         assert_eq!(
-            (config.embed_dim, config.text.context_length),
-            (Some(24), 77)
-        );
-        assert_eq!(
-            (config.text.pad_id, config.text.cleanup),
-            (None, TextCleanup::None)
-        );
-        assert_eq!(config.text.output, "text_embeds");
-        assert_eq!(
-            (config.image.input.as_str(), config.image.output.as_str()),
+            (image.input.as_str(), image.output.as_str()),
             ("pixel_values", "image_embeds")
         );
-        let pre = &config.image.preprocess;
+        let pre = &image.preprocess;
         assert_eq!(
             (pre.resize, pre.crop, pre.crop_rounding),
             (48, 48, CropRounding::Floor)
         );
         assert_eq!((pre.mean, pre.std), (OPENAI_MEAN, OPENAI_STD));
-        assert!(config.text.model.ends_with("onnx/text_model.onnx"));
+        assert!(text.model.ends_with("onnx/text_model.onnx"));
     }
 
     #[test]
@@ -468,13 +551,14 @@ pub(crate) mod tests {
         let json = br#"{"image": {"crop_rounding": "half_even", "mean": [0.5, 0.5, 0.5]}, "text": {"cleanup": "openclip"}}"#;
         let dir = model_variant("override", "hf-tiny", &[("xmodal.json", json)]);
         let config = ModelConfig::load(&dir).unwrap();
-        assert_eq!(
-            config.image.preprocess.crop_rounding,
-            CropRounding::HalfEven
+        let (text, image) = (
+            config.text.as_ref().unwrap(),
+            config.image.as_ref().unwrap(),
         );
-        assert_eq!(config.image.preprocess.mean, [0.5; 3]);
-        assert_eq!(config.text.cleanup, TextCleanup::OpenClip);
-        assert_eq!(config.image.preprocess.resize, 48);
+        assert_eq!(image.preprocess.crop_rounding, CropRounding::HalfEven);
+        assert_eq!(image.preprocess.mean, [0.5; 3]);
+        assert_eq!(text.cleanup, TextCleanup::OpenClip);
+        assert_eq!(image.preprocess.resize, 48);
     }
 
     fn load_err(name: &str, model: &str, files: &[(&str, &[u8])]) -> EmbedError {
@@ -497,6 +581,50 @@ pub(crate) mod tests {
             ModelConfig::load(&dir),
             Err(EmbedError::MissingFile(_))
         ));
+    }
+
+    #[test]
+    fn a_directory_may_hold_one_tower() {
+        let text_only = model_variant("text-only", "hf-tiny", &[]);
+        std::fs::remove_file(text_only.join("onnx")).unwrap();
+        std::fs::create_dir(text_only.join("onnx")).unwrap();
+        let source = Path::new(MODELS).join("hf-tiny/onnx/text_model.onnx");
+        std::os::unix::fs::symlink(source, text_only.join("onnx/text_model.onnx")).unwrap();
+        std::fs::remove_file(text_only.join("preprocessor_config.json")).unwrap();
+        let config = ModelConfig::load(&text_only).unwrap();
+        assert!(config.text.is_some() && config.image.is_none());
+
+        let image_only = model_variant("image-only", "openclip-tiny", &[]);
+        std::fs::remove_file(image_only.join("textual.onnx")).unwrap();
+        let json = br#"{"image": {"resize": 32}}"#;
+        std::fs::remove_file(image_only.join("xmodal.json")).unwrap();
+        std::fs::write(image_only.join("xmodal.json"), json).unwrap();
+        let config = ModelConfig::load(&image_only).unwrap();
+        assert!(config.text.is_none() && config.image.is_some());
+
+        std::fs::remove_file(image_only.join("visual.onnx")).unwrap();
+        let err = ModelConfig::load(&image_only).unwrap_err();
+        assert!(matches!(err, EmbedError::InvalidConfig { .. }), "{err}");
+    }
+
+    #[test]
+    fn paths_must_stay_inside_the_directory() {
+        for name in [
+            "/etc/passwd",
+            "../openclip-tiny/textual.onnx",
+            "onnx/../../x.onnx",
+            "",
+        ] {
+            let json = format!(r#"{{"text": {{"model": {name:?}}}}}"#);
+            let err = load_err("escape", "hf-tiny", &[("xmodal.json", json.as_bytes())]);
+            assert!(
+                matches!(err, EmbedError::InvalidConfig { .. }),
+                "{name}: {err}"
+            );
+        }
+        let json = br#"{"text": {"tokenizer": "../hf-tiny/tokenizer.json"}}"#;
+        let err = load_err("escape-tokenizer", "hf-tiny", &[("xmodal.json", json)]);
+        assert!(matches!(err, EmbedError::InvalidConfig { .. }), "{err}");
     }
 
     #[test]

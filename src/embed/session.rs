@@ -5,6 +5,10 @@
 //! and each session are created, so ONNX Runtime's threads inherit a full mask and Postgres'
 //! signals keep reaching the backend's main thread. Intra-op threads are configurable and never
 //! spin. Outputs are L2-normalised. Create encoders lazily in a backend, never in the postmaster.
+//!
+//! Device: `Cpu`, `Cuda` (an error when CUDA cannot be used) or `Auto` (CUDA when the library has
+//! the CUDA execution provider and a session can be created with it, else CPU); each encoder
+//! records where it runs and why CUDA was not used (`Placement`).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,37 @@ pub struct RuntimeOptions {
     pub library: PathBuf,
     /// Threads per session for operators; 1 keeps a backend on one core.
     pub intra_threads: usize,
+    pub device: Device,
+}
+
+/// The execution provider asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Where a session runs; `fallback` says why CUDA was not used when `Auto` tried it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub cuda: bool,
+    pub fallback: Option<String>,
+}
+
+/// Why a CUDA session could not be made: the provider is unusable, or the session failed.
+enum CudaFailure {
+    Unavailable(String),
+    Session(EmbedError),
+}
+
+impl CudaFailure {
+    fn reason(self) -> String {
+        match self {
+            CudaFailure::Unavailable(reason) => reason,
+            CudaFailure::Session(error) => error.to_string(),
+        }
+    }
 }
 
 /// The process' ONNX Runtime environment and the library it came from.
@@ -86,7 +121,10 @@ fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn open_session(model: &Path, options: &RuntimeOptions) -> Result<Session, EmbedError> {
+fn open_session(
+    model: &Path,
+    options: &RuntimeOptions,
+) -> Result<(Session, Placement), EmbedError> {
     let env = environment(&options.library)?;
     let invalid = |reason: String| EmbedError::InvalidModel {
         path: model.to_path_buf(),
@@ -95,13 +133,77 @@ fn open_session(model: &Path, options: &RuntimeOptions) -> Result<Session, Embed
     if !model.is_file() {
         return Err(EmbedError::MissingFile(model.to_path_buf()));
     }
-    with_signals_blocked(|| {
+    let builder = || {
         let builder = Session::builder(&env).map_err(|e| invalid(e.to_string()))?;
-        configure(builder, options.intra_threads)
-            .map_err(invalid)?
+        configure(builder, options.intra_threads).map_err(invalid)
+    };
+    let commit = |mut builder: SessionBuilder| {
+        builder
             .commit_from_file(model)
             .map_err(|e| invalid(e.to_string()))
+    };
+    with_signals_blocked(|| {
+        place(
+            options.device,
+            || {
+                let builder = builder().map_err(CudaFailure::Session)?;
+                commit(with_cuda(builder).map_err(CudaFailure::Unavailable)?)
+                    .map_err(CudaFailure::Session)
+            },
+            || commit(builder()?),
+        )
     })
+}
+
+/// Picks the device: `cuda` makes a CUDA session, `cpu` a CPU one.
+fn place<S>(
+    device: Device,
+    cuda: impl FnOnce() -> Result<S, CudaFailure>,
+    cpu: impl FnOnce() -> Result<S, EmbedError>,
+) -> Result<(S, Placement), EmbedError> {
+    let on_cuda = Placement {
+        cuda: true,
+        fallback: None,
+    };
+    match device {
+        Device::Cpu => Ok((
+            cpu()?,
+            Placement {
+                cuda: false,
+                fallback: None,
+            },
+        )),
+        Device::Cuda => match cuda() {
+            Ok(session) => Ok((session, on_cuda)),
+            Err(CudaFailure::Unavailable(reason)) => Err(EmbedError::Device(reason)),
+            Err(CudaFailure::Session(error)) => Err(error),
+        },
+        Device::Auto => match cuda() {
+            Ok(session) => Ok((session, on_cuda)),
+            Err(failure) => {
+                let fallback = Some(failure.reason());
+                Ok((
+                    cpu()?,
+                    Placement {
+                        cuda: false,
+                        fallback,
+                    },
+                ))
+            }
+        },
+    }
+}
+
+/// Registers the CUDA execution provider, failing when the library lacks it or it cannot load
+/// (its CUDA libraries or the driver are missing).
+fn with_cuda(builder: SessionBuilder) -> Result<SessionBuilder, String> {
+    use ort::ep::{ExecutionProvider, CUDA};
+    if !CUDA::is_available().map_err(|e| e.to_string())? {
+        return Err("this ONNX Runtime library has no CUDA execution provider".into());
+    }
+    builder
+        .with_execution_providers([CUDA::default().build().error_on_failure()])
+        .map_err(|e| format!("the CUDA execution provider did not load: {e}"))
 }
 
 /// Operator threads as asked (at least 1), one graph thread, no spinning.
@@ -220,6 +322,9 @@ fn tensor_error(e: ort::Error) -> EmbedError {
 /// The text tower and its tokenizer.
 pub struct TextEncoder {
     session: Session,
+    placement: Placement,
+    /// Embedding size when the ONNX output declares it.
+    dims: Option<usize>,
     tokenizer: ClipTokenizer,
     input_ids: String,
     ids_type: TensorElementType,
@@ -230,14 +335,14 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn load(config: &ModelConfig, options: &RuntimeOptions) -> Result<Self, EmbedError> {
-        let text = &config.text;
+        let text = config.text.as_ref().ok_or(EmbedError::NoTower("text"))?;
         let tokenizer = ClipTokenizer::from_file(
             &text.tokenizer,
             text.context_length,
             text.pad_id,
             text.cleanup,
         )?;
-        let session = open_session(&text.model, options)?;
+        let (session, placement) = open_session(&text.model, options)?;
         let invalid = |reason: String| EmbedError::InvalidModel {
             path: text.model.clone(),
             reason,
@@ -265,19 +370,26 @@ impl TextEncoder {
             .iter()
             .any(|o| o.name() == text.attention_mask)
             .then(|| text.attention_mask.clone());
-        check_dim(
-            config.embed_dim,
-            check_output(&session, &text.output, &text.model)?,
-            &text.model,
-        )?;
+        let dims = check_output(&session, &text.output, &text.model)?;
+        check_dim(config.embed_dim, dims, &text.model)?;
         Ok(Self {
             session,
+            placement,
+            dims,
             tokenizer,
             input_ids: text.input_ids.clone(),
             ids_type,
             attention_mask,
             output: text.output.clone(),
         })
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn dims(&self) -> Option<usize> {
+        self.dims
     }
 
     pub fn tokenize(&self, text: &str) -> Result<TokenizedText, EmbedError> {
@@ -333,6 +445,9 @@ impl TextEncoder {
 /// The image tower and its preprocessing.
 pub struct ImageEncoder {
     session: Session,
+    placement: Placement,
+    /// Embedding size when the ONNX output declares it.
+    dims: Option<usize>,
     input: String,
     output: String,
     preprocess: PreprocessConfig,
@@ -345,8 +460,8 @@ impl ImageEncoder {
         options: &RuntimeOptions,
         limits: ImageLimits,
     ) -> Result<Self, EmbedError> {
-        let image = &config.image;
-        let session = open_session(&image.model, options)?;
+        let image = config.image.as_ref().ok_or(EmbedError::NoTower("image"))?;
+        let (session, placement) = open_session(&image.model, options)?;
         let (ty, dims) = tensor_outlet(session.inputs(), &image.input, "input", &image.model)?;
         let side = i64::from(image.preprocess.crop);
         let fits = |d: i64, want: i64| d <= 0 || d == want;
@@ -364,18 +479,30 @@ impl ImageEncoder {
                 ),
             });
         }
-        check_dim(
-            config.embed_dim,
-            check_output(&session, &image.output, &image.model)?,
-            &image.model,
-        )?;
+        let dims = check_output(&session, &image.output, &image.model)?;
+        check_dim(config.embed_dim, dims, &image.model)?;
         Ok(Self {
             session,
+            placement,
+            dims,
             input: image.input.clone(),
             output: image.output.clone(),
             preprocess: image.preprocess.clone(),
             limits,
         })
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn dims(&self) -> Option<usize> {
+        self.dims
+    }
+
+    /// The image limits can change between calls (they are settings).
+    pub fn set_limits(&mut self, limits: ImageLimits) {
+        self.limits = limits;
     }
 
     /// Decoded, resized, cropped and normalised pixels (3 x crop x crop, channel-major).
@@ -441,6 +568,7 @@ mod tests {
         Some(RuntimeOptions {
             library: library(),
             intra_threads: 1,
+            device: Device::Cpu,
         })
     }
 
@@ -659,17 +787,17 @@ mod tests {
             .unwrap();
         assert!(matches!(err, EmbedError::InvalidModel { .. }), "{err}");
         let mut missing = config("openclip-tiny");
-        missing.image.model = PathBuf::from("/nonexistent/visual.onnx");
+        missing.image.as_mut().unwrap().model = PathBuf::from("/nonexistent/visual.onnx");
         let err = ImageEncoder::load(&missing, &options, ImageLimits::default())
             .err()
             .unwrap();
         assert!(matches!(err, EmbedError::MissingFile(_)), "{err}");
         let mut renamed = config("hf-tiny");
-        renamed.text.output = "pooler_output".into();
+        renamed.text.as_mut().unwrap().output = "pooler_output".into();
         let err = TextEncoder::load(&renamed, &options).err().unwrap();
         assert!(matches!(err, EmbedError::InvalidModel { .. }), "{err}");
         let mut wrong_size = config("hf-tiny");
-        wrong_size.image.preprocess.crop = 32;
+        wrong_size.image.as_mut().unwrap().preprocess.crop = 32;
         let err = ImageEncoder::load(&wrong_size, &options, ImageLimits::default())
             .err()
             .unwrap();
@@ -690,5 +818,58 @@ mod tests {
             images.embed(b"GIF89a"),
             Err(EmbedError::CorruptImage(_))
         ));
+    }
+
+    #[test]
+    fn device_choice() {
+        let unavailable = || Err::<&str, _>(CudaFailure::Unavailable("no provider".into()));
+        let broken = || Err::<&str, _>(CudaFailure::Session(EmbedError::Inference("boom".into())));
+        let cpu = || Ok::<_, EmbedError>("cpu session");
+        let cuda = || Ok::<_, CudaFailure>("cuda session");
+        let (session, placement) = place(Device::Cpu, cuda, cpu).unwrap();
+        assert_eq!(
+            (session, placement.cuda, placement.fallback),
+            ("cpu session", false, None)
+        );
+        let (session, placement) = place(Device::Auto, cuda, cpu).unwrap();
+        assert_eq!((session, placement.cuda), ("cuda session", true));
+        let (session, placement) = place(Device::Auto, unavailable, cpu).unwrap();
+        assert_eq!(
+            (session, placement.fallback.as_deref()),
+            ("cpu session", Some("no provider"))
+        );
+        let (_, placement) = place(Device::Auto, broken, cpu).unwrap();
+        assert!(placement.fallback.unwrap().contains("boom"));
+        let err = place(Device::Cuda, unavailable, cpu).unwrap_err();
+        assert!(matches!(err, EmbedError::Device(_)), "{err}");
+        let err = place(Device::Cuda, broken, cpu).unwrap_err();
+        assert!(matches!(err, EmbedError::Inference(_)), "{err}");
+        let failing_cpu = || Err::<&str, _>(EmbedError::Inference("cpu failed".into()));
+        let err = place(Device::Auto, unavailable, failing_cpu).unwrap_err();
+        assert!(err.to_string().contains("cpu failed"), "{err}");
+    }
+
+    /// With the CPU build of ONNX Runtime (CI has no GPU): `Cuda` is refused, `Auto` falls back.
+    #[test]
+    fn cuda_without_provider() {
+        let Some(mut options) = options() else { return };
+        let config = config("openclip-tiny");
+        options.device = Device::Auto;
+        let mut encoder = TextEncoder::load(&config, &options).unwrap();
+        let placement = encoder.placement().clone();
+        eprintln!("device auto: {placement:?}");
+        assert_eq!(placement.cuda, placement.fallback.is_none());
+        assert_eq!(encoder.embed("a dog").unwrap().len(), 16);
+        assert_eq!(encoder.dims(), Some(16));
+        // The runtime is loaded now, so the provider list can be asked for.
+        let has_cuda = <ort::ep::CUDA as ort::ep::ExecutionProvider>::is_available().unwrap();
+        options.device = Device::Cuda;
+        match TextEncoder::load(&config, &options) {
+            Ok(encoder) => assert!(has_cuda && encoder.placement().cuda),
+            Err(err) => {
+                eprintln!("device cuda: {err}");
+                assert!(!has_cuda && matches!(err, EmbedError::Device(_)), "{err}");
+            }
+        }
     }
 }
