@@ -14,7 +14,7 @@ struct Node {
 }
 
 /// Counts by name, in a fixed order.
-pub fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
+pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     let meta = page::read_meta_of(index);
     let (dims, m) = (meta.dims as usize, meta.m as usize);
     let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) };

@@ -52,7 +52,7 @@ pub fn check_element_fits(dims: usize, extras: &[u8]) {
 
 /// Insert one vector (as given by the user; prepared here for the metric) and the row's
 /// filter-column values.
-pub fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8]) {
+pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8]) {
     // Inserts share this lock; VACUUM's graph repair takes it exclusively.
     unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
     let mut store = PageStore::open(index);

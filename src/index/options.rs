@@ -103,7 +103,7 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
 }
 
 /// (m, ef_construction) of an index, defaults when none were given.
-pub fn index_options(index: pg_sys::Relation) -> (usize, usize) {
+pub(crate) fn index_options(index: pg_sys::Relation) -> (usize, usize) {
     unsafe {
         let opts = (*index).rd_options as *const Options;
         if opts.is_null() {

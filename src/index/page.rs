@@ -302,7 +302,7 @@ pub unsafe fn write_neighbours(item: *mut u8, m: usize, layer: usize, list: &[Ti
     }
 }
 
-pub fn is_element(item: *const u8) -> bool {
+pub(crate) fn is_element(item: *const u8) -> bool {
     unsafe { *item == ELEMENT_KIND }
 }
 
@@ -315,7 +315,7 @@ pub struct Locked {
 }
 
 impl Locked {
-    pub fn read(index: pg_sys::Relation, block: pg_sys::BlockNumber, exclusive: bool) -> Locked {
+    pub(crate) fn read(index: pg_sys::Relation, block: pg_sys::BlockNumber, exclusive: bool) -> Locked {
         unsafe {
             let buffer = pg_sys::ReadBufferExtended(
                 index,
@@ -331,7 +331,7 @@ impl Locked {
     }
 
     /// Extend the relation by one page, returned locked exclusively (not yet initialised).
-    pub fn extend(index: pg_sys::Relation) -> Locked {
+    pub(crate) fn extend(index: pg_sys::Relation) -> Locked {
         unsafe {
             pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
             let locked = Locked::read(index, pg_sys::InvalidBlockNumber, true);
@@ -373,7 +373,7 @@ pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<*mut u8> {
 }
 
 /// Free bytes for one more item on `page`.
-pub fn free_space(page: pg_sys::Page) -> usize {
+pub(crate) fn free_space(page: pg_sys::Page) -> usize {
     unsafe { pg_sys::PageGetFreeSpace(page) }
 }
 
@@ -398,7 +398,7 @@ pub struct Xlog {
 }
 
 impl Xlog {
-    pub fn begin(index: pg_sys::Relation, locked: &Locked, full_image: bool) -> Xlog {
+    pub(crate) fn begin(index: pg_sys::Relation, locked: &Locked, full_image: bool) -> Xlog {
         unsafe {
             let state = pg_sys::GenericXLogStart(index);
             let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
@@ -425,7 +425,7 @@ impl Drop for Xlog {
     }
 }
 
-pub fn init_page(page: pg_sys::Page) {
+pub(crate) fn init_page(page: pg_sys::Page) {
     unsafe { pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, 0) }
 }
 

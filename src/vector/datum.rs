@@ -58,6 +58,9 @@ impl Xvector {
     }
 
     /// Detoast a datum. Refuses a value whose header and length disagree (corrupt input).
+    ///
+    /// # Safety
+    /// `datum` must be a non-NULL datum of type xvector.
     pub unsafe fn from_datum_value(datum: pg_sys::Datum) -> Xvector {
         let raw = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) } as *mut Header;
         let ptr = NonNull::new(raw).expect("detoasted xvector is never null");
