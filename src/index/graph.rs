@@ -2,11 +2,10 @@
 //!
 //! What this file owns: every graph decision of HNSW (Malkov & Yashunin, "Efficient and robust
 //! approximate nearest neighbor search using Hierarchical Navigable Small World graphs"):
-//! layer search (algorithm 2), greedy descent and k-NN search (algorithm 5), a resumable
-//! layer-0 search for scans that want more rows than `ef`, the neighbour-selection heuristic
-//! (algorithm 4), level assignment, insertion (algorithm 1), repair after deletes (VACUUM) and
-//! [`MemGraph`], an in-memory graph with a parallel builder for CREATE INDEX. It knows nothing
-//! of Postgres and uses only `std`.
+//! layer search (algorithm 2), greedy descent and k-NN search (algorithm 5), the
+//! neighbour-selection heuristic (algorithm 4), level assignment, insertion (algorithm 1),
+//! repair after deletes (VACUUM) and [`MemGraph`], an in-memory graph with a parallel builder
+//! for CREATE INDEX. It knows nothing of Postgres and uses only `std`.
 //!
 //! # Storage
 //! Storage is reached through two traits. The store owns the vectors and computes distances;
@@ -34,8 +33,7 @@
 //!   [`search_layer`](SearchScratch::search_layer) and
 //!   [`sorted_results`](SearchScratch::sorted_results) are the algorithm's building blocks;
 //!   [`knn_search`] combines them.
-//! - [`ResumableSearch`]: layer-0 results in batches, in (near) distance order, with a filter
-//!   and a cap on visited nodes; its docs state the ordering guarantee and the strict mode.
+//! - The resumable layer-0 search that scans use is in resumable.rs, built on these blocks.
 //! - [`select_neighbours`]: algorithm 4. [`insert`]: algorithm 1 on any [`GraphStoreMut`].
 //! - [`repair_deleted`]: VACUUM's rewiring around deleted nodes, new entry point included.
 //! - [`MemGraph`]: `push` vectors, [`build`](MemGraph::build) with N threads, then read the
@@ -94,10 +92,10 @@ impl HnswParams {
 
 /// SplitMix64: tiny, seedable, good enough for levels and test data.
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -106,7 +104,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -240,13 +238,48 @@ pub trait VisitedSet<Id> {
     fn insert(&mut self, id: Id) -> bool;
 }
 
+/// A fast hasher for small keys such as node ids (the multiply-rotate of rustc's FxHash).
+/// Not DoS-resistant, which is fine: the keys are the index's own item pointers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
+
 /// Visited set for any id type (a page store's TIDs, say).
 #[derive(Clone, Debug)]
-pub struct HashVisited<Id>(HashSet<Id>);
+pub struct HashVisited<Id>(HashSet<Id, FastHash>);
 
 impl<Id> Default for HashVisited<Id> {
     fn default() -> Self {
-        HashVisited(HashSet::new())
+        HashVisited(HashSet::default())
     }
 }
 
@@ -305,19 +338,19 @@ impl VisitedSet<u32> for DenseVisited {
 /// Reusable state of one search (and of one insert). Create one per thread or backend and pass
 /// it to every call: after warm-up, searching allocates nothing.
 pub struct SearchScratch<Id, V> {
-    visited: V,
+    pub(super) visited: V,
     /// Frontier C: reached, not yet expanded; closest on top.
-    candidates: BinaryHeap<Reverse<Scored<Id>>>,
+    pub(super) candidates: BinaryHeap<Reverse<Scored<Id>>>,
     /// Result set W: the best `ef` reached; furthest on top.
-    results: BinaryHeap<Scored<Id>>,
+    pub(super) results: BinaryHeap<Scored<Id>>,
     /// Every node evaluated since `start`, with its distance. Each layer's search is seeded
     /// with all of them (not just the previous layer's result), so that no node's distance is
     /// asked for twice while descending and no evaluated node is lost.
-    seen: Vec<Scored<Id>>,
+    pub(super) seen: Vec<Scored<Id>>,
     /// Buffers: one neighbour list; candidates sorted for selection; a selection; deleted
     /// nodes still to look through (repair).
-    neighbours: Vec<Id>,
-    ordered: Vec<Scored<Id>>,
+    pub(super) neighbours: Vec<Id>,
+    pub(super) ordered: Vec<Scored<Id>>,
     selected: Vec<Id>,
     deleted: Vec<Id>,
 }
@@ -410,7 +443,7 @@ impl<Id: NodeId, V: VisitedSet<Id>> SearchScratch<Id, V> {
         &self.ordered
     }
 
-    fn sort_results(&mut self) {
+    pub(super) fn sort_results(&mut self) {
         self.ordered.clear();
         self.ordered.extend(self.results.drain());
         self.ordered.sort_unstable();
@@ -418,7 +451,7 @@ impl<Id: NodeId, V: VisitedSet<Id>> SearchScratch<Id, V> {
 
     /// Starts a search for `query` at the store's entry point and descends to layer 0, leaving
     /// the nodes it evaluated in `seen`. False for an empty graph.
-    fn start_at_layer0<S: GraphStore<Id = Id>>(&mut self, store: &S, query: &[f32]) -> bool {
+    pub(super) fn start_at_layer0<S: GraphStore<Id = Id>>(&mut self, store: &S, query: &[f32]) -> bool {
         let Some(entry) = store.entry_point() else {
             return false;
         };
@@ -430,7 +463,7 @@ impl<Id: NodeId, V: VisitedSet<Id>> SearchScratch<Id, V> {
 
 /// Offers `s` to the bounded max-heap `heap`. Returns what did not fit: `None` if `s` was added
 /// with room to spare, `Some(s)` if `s` was rejected, or `Some(evicted)` otherwise.
-fn offer<Id: Ord + Copy>(
+pub(super) fn offer<Id: Ord + Copy>(
     heap: &mut BinaryHeap<Scored<Id>>,
     s: Scored<Id>,
     bound: usize,
@@ -447,12 +480,12 @@ fn offer<Id: Ord + Copy>(
 
 /// Algorithm 2's stopping rule: the closest candidate is worse than every result, and the
 /// result set is full.
-fn beyond_results<Id: Ord>(results: &BinaryHeap<Scored<Id>>, ef: usize, c: Scored<Id>) -> bool {
+pub(super) fn beyond_results<Id: Ord>(results: &BinaryHeap<Scored<Id>>, ef: usize, c: Scored<Id>) -> bool {
     results.len() >= ef && results.peek().is_some_and(|furthest| c > *furthest)
 }
 
 /// Evaluates the not-yet-visited neighbours of `node` on `level`, handing each to `found`.
-fn visit_neighbours<S: GraphStore, V: VisitedSet<S::Id>>(
+pub(super) fn visit_neighbours<S: GraphStore, V: VisitedSet<S::Id>>(
     store: &S,
     visited: &mut V,
     buffer: &mut Vec<S::Id>,
@@ -491,197 +524,6 @@ pub fn knn_search<S: GraphStore, V: VisitedSet<S::Id>>(
     let mut out = scratch.sorted_results().to_vec();
     out.truncate(k);
     out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Resumable layer-0 search
-
-/// Largest result set a resumed search grows to (see [`ResumableSearch::next_batch`]).
-const MAX_RESUMED_EF: usize = 1000;
-
-/// Options of a [`ResumableSearch`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResumableOptions {
-    /// Result-set size: a batch holds at most `ef` nodes; larger means better ordering.
-    pub ef: usize,
-    /// Stop expanding once this many nodes have been evaluated (distance computed). One
-    /// expansion may overshoot by up to `2m`. Nodes already found are still returned.
-    pub max_visited: usize,
-    /// Drop any result closer than one already returned: see [`ResumableSearch`].
-    pub strict: bool,
-}
-
-impl ResumableOptions {
-    pub fn new(ef: usize) -> Self {
-        ResumableOptions {
-            ef: ef.max(1),
-            max_visited: usize::MAX,
-            strict: false,
-        }
-    }
-}
-
-/// Layer-0 search that returns results in batches and can be resumed for more.
-///
-/// It is algorithm 2 with nothing thrown away: every node reached goes to the frontier C
-/// (expanded closest first), and every reached node that passes the filter goes to the result
-/// set W (the best `ef`) or, when it does not fit, to the discarded heap D. Each call to
-/// [`next_batch`](Self::next_batch) expands until algorithm 2 would stop (W is full and the
-/// closest unexpanded node is further than all of W), or C is empty, or the visited cap is hit;
-/// then it returns W sorted, refills W with the closest `ef` of D, and keeps C for next time.
-/// Nodes that fail the filter are expanded like any other (so the search stays connected) but
-/// never enter W or D, and the stopping rule only counts matching nodes.
-///
-/// Guarantees:
-/// - Every node reachable on layer 0 from the nodes met while descending, that passes the
-///   filter, is returned exactly once, unless the visited cap stops the expansion first.
-/// - Without a filter, the first batch is exactly the result set of [`knn_search`] with the
-///   same `ef` (same expansions, same order).
-/// - Each batch is sorted by distance (ties: larger id first, see [`Scored`]). When a batch is
-///   returned, every node found so far and not yet returned is at least as far as the batch's
-///   furthest node; so the only results that can come back out of order are nodes first
-///   reached after an earlier batch was returned and closer than that batch's furthest node
-///   (the graph search found a better region late). Once the cap stops expansion, the
-///   remaining batches are in exact order.
-/// - With `strict`, distances returned across all batches never decrease: such late, closer
-///   nodes are dropped instead of returned (they are lost to this scan).
-pub struct ResumableSearch<Id, V> {
-    /// Its visited set, C (`candidates`) and W (`results`) are this search's.
-    scratch: SearchScratch<Id, V>,
-    /// D: matching nodes reached but pushed out of W, closest on top. Invariant: D is empty
-    /// or W is full, and nothing in D is closer than anything in W.
-    discarded: BinaryHeap<Reverse<Scored<Id>>>,
-    query: Vec<f32>,
-    options: ResumableOptions,
-    visited: usize,
-    started: bool,
-    last_returned: Option<f32>,
-}
-
-impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
-    pub fn new(query: &[f32], options: ResumableOptions, visited: V) -> Self {
-        ResumableSearch {
-            scratch: SearchScratch::with_visited(visited),
-            discarded: BinaryHeap::new(),
-            query: query.to_vec(),
-            options: ResumableOptions {
-                ef: options.ef.max(1),
-                ..options
-            },
-            visited: 0,
-            started: false,
-            last_returned: None,
-        }
-    }
-
-    /// Nodes evaluated so far (distance computed).
-    pub fn visited(&self) -> usize {
-        self.visited
-    }
-
-    /// Appends the next batch to `out` and returns its length; 0 means the search is over.
-    /// `filter` must be the same predicate on every call; it is called once per node reached.
-    pub fn next_batch<S: GraphStore<Id = Id>>(
-        &mut self,
-        store: &S,
-        mut filter: impl FnMut(Id) -> bool,
-        out: &mut Vec<Scored<Id>>,
-    ) -> usize {
-        if !self.started {
-            self.started = true;
-            self.seed(store, &mut filter);
-        }
-        loop {
-            self.expand(store, &mut filter);
-            if self.scratch.results.is_empty() {
-                return 0; // D is empty too (invariant), and C can give nothing more
-            }
-            let before = out.len();
-            self.emit(out);
-            if out.len() > before {
-                return out.len() - before; // strict mode may have dropped a whole batch
-            }
-        }
-    }
-
-    /// Descends to layer 0 and puts every node evaluated on the way into C, W and D.
-    fn seed<S: GraphStore<Id = Id>>(&mut self, store: &S, filter: &mut impl FnMut(Id) -> bool) {
-        if !self.scratch.start_at_layer0(store, &self.query) {
-            return;
-        }
-        let scratch = &mut self.scratch;
-        scratch.candidates.clear();
-        scratch.results.clear();
-        self.visited = scratch.seen.len();
-        for s in scratch.seen.drain(..) {
-            scratch.candidates.push(Reverse(s));
-            if filter(s.id) {
-                admit(&mut scratch.results, &mut self.discarded, s, self.options.ef);
-            }
-        }
-    }
-
-    /// Algorithm 2's loop, keeping unexpanded and discarded nodes.
-    fn expand<S: GraphStore<Id = Id>>(&mut self, store: &S, filter: &mut impl FnMut(Id) -> bool) {
-        let ef = self.options.ef;
-        let query = &self.query;
-        let SearchScratch {
-            visited,
-            candidates,
-            results,
-            neighbours,
-            ..
-        } = &mut self.scratch;
-        while let Some(&Reverse(c)) = candidates.peek() {
-            if self.visited >= self.options.max_visited || beyond_results(results, ef, c) {
-                break;
-            }
-            candidates.pop();
-            let (count, discarded) = (&mut self.visited, &mut self.discarded);
-            let mut dist = |id| store.distance(query, id);
-            visit_neighbours(store, visited, neighbours, c.id, 0, &mut dist, |s| {
-                *count += 1;
-                candidates.push(Reverse(s));
-                if filter(s.id) {
-                    admit(results, discarded, s, ef);
-                }
-            });
-        }
-    }
-
-    /// Moves W, sorted, to `out` (dropping regressions in strict mode), then refills W from D.
-    fn emit(&mut self, out: &mut Vec<Scored<Id>>) {
-        self.scratch.sort_results();
-        for &s in &self.scratch.ordered {
-            if self.options.strict && self.last_returned.is_some_and(|last| s.dist < last) {
-                continue;
-            }
-            self.last_returned = Some(s.dist);
-            out.push(s);
-        }
-        // A caller that wants more than one batch is filtering rows out after the index (or
-        // the filter is selective): widen the result set for the next batches, so that each is
-        // settled against a wider frontier and comes in better order. Capped to bound memory.
-        self.options.ef = (self.options.ef * 2).min(MAX_RESUMED_EF.max(self.options.ef));
-        while self.scratch.results.len() < self.options.ef {
-            let Some(Reverse(s)) = self.discarded.pop() else {
-                break;
-            };
-            self.scratch.results.push(s);
-        }
-    }
-}
-
-/// Puts a matching node into W, or into D whatever does not fit in W.
-fn admit<Id: Ord + Copy>(
-    results: &mut BinaryHeap<Scored<Id>>,
-    discarded: &mut BinaryHeap<Reverse<Scored<Id>>>,
-    s: Scored<Id>,
-    ef: usize,
-) {
-    if let Some(out) = offer(results, s, ef) {
-        discarded.push(Reverse(out));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1365,15 +1207,16 @@ fn write_slot(links: &mut [u32], (offset, capacity): (usize, usize), ids: &[u32]
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::index::resumable::{ResumableOptions, ResumableSearch};
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    type Metric = fn(&[f32], &[f32]) -> f32;
-    type Rows = Vec<Vec<f32>>;
+    pub(crate) type Metric = fn(&[f32], &[f32]) -> f32;
+    pub(crate) type Rows = Vec<Vec<f32>>;
 
-    fn l2(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn l2(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
     }
 
@@ -1381,7 +1224,7 @@ mod tests {
         -a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
     }
 
-    fn uniform(rng: &mut SplitMix64, n: usize, dim: usize) -> Rows {
+    pub(crate) fn uniform(rng: &mut SplitMix64, n: usize, dim: usize) -> Rows {
         (0..n)
             .map(|_| (0..dim).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect())
             .collect()
@@ -1394,7 +1237,7 @@ mod tests {
 
     /// `n` rows and `queries` queries scattered (sigma 0.15) around the same `clusters`
     /// uniform centres.
-    fn clustered(
+    pub(crate) fn clustered(
         rng: &mut SplitMix64,
         n: usize,
         queries: usize,
@@ -1421,7 +1264,7 @@ mod tests {
             .collect()
     }
 
-    fn build(rows: &[Vec<f32>], metric: Metric, threads: usize) -> MemGraph<Metric> {
+    pub(crate) fn build(rows: &[Vec<f32>], metric: Metric, threads: usize) -> MemGraph<Metric> {
         let mut graph = MemGraph::new(rows[0].len(), HnswParams::new(16, 64), metric, 1);
         graph.reserve(rows.len());
         for row in rows {
@@ -1432,7 +1275,7 @@ mod tests {
     }
 
     /// Ids of the `k` rows nearest to `query` among those `keep` accepts.
-    fn exact(
+    pub(crate) fn exact(
         rows: &[Vec<f32>],
         metric: Metric,
         query: &[f32],
@@ -1450,7 +1293,7 @@ mod tests {
         all.iter().take(k).map(|s| s.id).collect()
     }
 
-    fn overlap(found: &[u32], truth: &[u32]) -> usize {
+    pub(crate) fn overlap(found: &[u32], truth: &[u32]) -> usize {
         found.iter().filter(|id| truth.contains(id)).count()
     }
 
@@ -1574,7 +1417,7 @@ mod tests {
         assert!(graph.is_empty() && graph.entry_point().is_none());
         assert!(knn_search(&graph, &mut SearchScratch::new(), &[0.0; 4], 10, 10).is_empty());
         let mut search = ResumableSearch::new(&[0.0; 4], ResumableOptions::new(10), HashVisited::default());
-        assert_eq!(search.next_batch(&graph, |_| true, &mut Vec::new()), 0);
+        assert_eq!(search.next_batch(&graph, &mut |_| true, &mut Vec::new()), 0);
     }
 
     #[test]
@@ -1610,7 +1453,7 @@ mod tests {
     }
 
     /// Drains a resumable search; checks each batch is sorted.
-    fn drain(
+    pub(crate) fn drain(
         graph: &MemGraph<Metric>,
         search: &mut ResumableSearch<u32, DenseVisited>,
         filter: impl Fn(u32) -> bool,
@@ -1618,7 +1461,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            if search.next_batch(graph, &filter, &mut out) == 0 {
+            if search.next_batch(graph, &mut &filter, &mut out) == 0 {
                 return out;
             }
             assert!(out[start..].windows(2).all(|w| w[0] <= w[1]), "batch not sorted");
@@ -1651,7 +1494,7 @@ mod tests {
             let knn = knn_search(&graph, &mut scratch, &query, 10, 100);
             let mut search = ResumableSearch::new(&query, ResumableOptions::new(100), DenseVisited::new(0));
             let mut batch = Vec::new();
-            assert_eq!(search.next_batch(&graph, |_| true, &mut batch), 100);
+            assert_eq!(search.next_batch(&graph, &mut |_| true, &mut batch), 100);
             assert_eq!(knn, batch[..10]);
         }
     }
@@ -1670,7 +1513,7 @@ mod tests {
         for query in &queries {
             let mut search = ResumableSearch::new(query, options, DenseVisited::new(0));
             let mut found = Vec::new();
-            while found.len() < 10 && search.next_batch(&graph, keep, &mut found) > 0 {}
+            while found.len() < 10 && search.next_batch(&graph, &mut { keep }, &mut found) > 0 {}
             assert!(found.iter().all(|s| keep(s.id)));
             assert!(search.visited() <= options.max_visited + 32);
             let first: Vec<u32> = found.iter().take(10).map(|s| s.id).collect();

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod insert;
 pub mod options;
 pub mod page;
+pub mod resumable;
 pub mod scan;
 pub mod store;
 pub mod vacuum;
