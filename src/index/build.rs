@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 use super::graph::{GraphStore, MemGraph};
-use super::filter::{extras_of, has_filter_columns, TagColumns};
+use super::filter::extras_of;
 use super::insert::{check_element_fits, insert_vector, params_of};
 use super::options;
-use super::page::{self, ListLayout, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
+use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
 use crate::vector::error::VectorError;
 use crate::vector::Xvector;
 
@@ -35,8 +35,6 @@ struct BuildState {
     /// Heap TIDs and filter-column values of each in-memory node.
     heap_tids: Vec<Vec<Tid>>,
     extras: Vec<Vec<u8>>,
-    tags: Vec<u64>,
-    tag_columns: TagColumns,
     /// Vector bits hash -> nodes with that hash, to share an element between equal vectors.
     by_hash: HashMap<u64, Vec<u32>>,
     memory_limit: usize,
@@ -85,8 +83,8 @@ fn column_dims(index: pg_sys::Relation) -> usize {
 }
 
 fn new_meta(index: pg_sys::Relation, metric: Metric, dims: usize, m: usize, ef_construction: usize) -> MetaPage {
+    let _ = index;
     MetaPage {
-        flags: if has_filter_columns(index) { page::META_TAGGED } else { 0 },
         magic: page::MAGIC,
         version: page::VERSION,
         dims: dims as u32,
@@ -122,8 +120,6 @@ pub unsafe extern "C-unwind" fn ambuild(
         graph: None,
         heap_tids: Vec::new(),
         extras: Vec::new(),
-        tags: Vec::new(),
-        tag_columns: TagColumns::of(index),
         by_hash: HashMap::new(),
         memory_limit: unsafe { pg_sys::maintenance_work_mem } as usize * 1024,
         on_disk: false,
@@ -176,17 +172,16 @@ unsafe extern "C-unwind" fn build_callback(
     context.switch_to(|_| {
         let vector = unsafe { Xvector::from_datum_value(*values) };
         let extras = unsafe { extras_of(state.index, values, isnull) };
-        let tag = unsafe { state.tag_columns.tag(values, isnull) };
-        add_tuple(state, heap_tid, vector.as_slice(), extras, tag);
+        add_tuple(state, heap_tid, vector.as_slice(), extras);
     });
     unsafe { context.reset() };
     state.tuple_context = context;
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, state.heap_tuples as i64);
 }
 
-fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>, tag: u64) {
+fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>) {
     if state.on_disk {
-        insert_vector(state.index, heap_tid, raw, &extras, tag);
+        insert_vector(state.index, heap_tid, raw, &extras);
         state.index_tuples += 1.0;
         return;
     }
@@ -211,7 +206,6 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
     let id = graph.push(&vector);
     state.heap_tids.push(vec![heap_tid]);
     state.extras.push(extras);
-    state.tags.push(tag);
     state.by_hash.entry(hash_bits(&vector)).or_default().push(id);
 
     if graph_memory(state) > state.memory_limit {
@@ -221,12 +215,6 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         );
         flush(state);
         state.on_disk = true;
-    }
-}
-
-impl BuildState {
-    fn layout(&self) -> ListLayout {
-        ListLayout { m: self.m, tagged: has_filter_columns(self.index) }
     }
 }
 
@@ -278,7 +266,6 @@ fn flush(state: &mut BuildState) {
     state.by_hash.clear();
     state.heap_tids.clear();
     state.extras.clear();
-    state.tags.clear();
 }
 
 /// Place each node's element and neighbour item in order, page by page, then write them.
@@ -302,12 +289,12 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     };
     for id in 0..n {
         element_tid.push(place(page::element_size(state.dims, state.extras[id as usize].len())));
-        neighbour_tid.push(place(state.layout().item_size(graph.level(id))));
+        neighbour_tid.push(place(page::neighbour_size(state.m, graph.level(id))));
     }
     // Second pass: fill pages in block order.
     let mut current: Option<Locked> = None;
     let mut list = Vec::new();
-    let (mut tids, mut tags) = (Vec::new(), Vec::new());
+    let mut tids = Vec::new();
     for id in 0..n {
         let level = graph.level(id);
         let e_tid = element_tid[id as usize];
@@ -318,7 +305,6 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
             level,
             neighbour_tid[id as usize],
             &state.heap_tids[id as usize],
-            state.tags[id as usize],
             graph.vector(id),
             &state.extras[id as usize],
         );
@@ -328,14 +314,12 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != n_tid.block) {
             current = Some(new_page(state.index, n_tid.block));
         }
-        let mut item = state.layout().encode(level);
+        let mut item = page::encode_neighbours(state.m, level);
         for layer in 0..=level {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
-            tags.clear();
-            tags.extend(list.iter().map(|&nb| state.tags[nb as usize]));
-            unsafe { state.layout().write(item.as_mut_ptr(), layer, &tids, &tags) };
+            unsafe { page::write_neighbours(item.as_mut_ptr(), state.m, layer, &tids) };
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
     }

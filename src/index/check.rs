@@ -1,24 +1,22 @@
 //! `xmodal.index_check(index)`: walk an xhnsw index and count structural problems, for DBAs
 //! and for the crash tests. Every count but the first three should be 0; `unreachable` can be
 //! above 0 after a crash in the middle of an insert (an element written, not yet linked).
-//! `bad_tags` counts neighbour slots whose filter tag differs from the element's own.
 
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::page::{self, ListLayout, Locked, Tid};
+use super::page::{self, Locked, Tid};
 
 struct Node {
     level: usize,
     deleted: bool,
     neighbour_tid: Tid,
-    tag: u64,
 }
 
 /// Counts by name, in a fixed order.
 pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     let meta = page::read_meta_of(index);
-    let (dims, layout) = (meta.dims as usize, ListLayout::of(&meta));
+    let (dims, m) = (meta.dims as usize, meta.m as usize);
     let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) };
     let mut nodes: HashMap<Tid, Node> = HashMap::new();
     let mut heap_tids = 0i64;
@@ -32,14 +30,13 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
             }
             if let Some(e) = unsafe { page::decode_element(item, dims) } {
                 heap_tids += e.heap_tids.len() as i64;
-                nodes.insert(Tid { block, offset }, Node { level: e.level, deleted: e.deleted, neighbour_tid: e.neighbour_tid, tag: e.tag });
+                nodes.insert(Tid { block, offset }, Node { level: e.level, deleted: e.deleted, neighbour_tid: e.neighbour_tid });
             }
         }
     }
     let (mut bad_links, mut links_to_deleted, mut level_violations, mut bad_neighbour_items) = (0i64, 0i64, 0i64, 0i64);
     let mut layer0: HashMap<Tid, Vec<Tid>> = HashMap::new();
-    let mut bad_tags = 0i64;
-    let (mut list, mut tags) = (Vec::new(), Vec::new());
+    let mut list = Vec::new();
     for (&id, node) in &nodes {
         if node.deleted {
             continue;
@@ -51,11 +48,8 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
             continue;
         };
         for layer in 0..=node.level {
-            unsafe { layout.read(item, layer, &mut list, Some(&mut tags)) };
-            for (n, tag) in list.iter().zip(&tags) {
-                if layout.tagged && nodes.get(n).is_some_and(|target| target.tag != *tag) {
-                    bad_tags += 1;
-                }
+            unsafe { page::read_neighbours(item, m, layer, &mut list) };
+            for n in &list {
                 match nodes.get(n) {
                     None => bad_links += 1,
                     Some(target) if target.deleted => links_to_deleted += 1,
@@ -85,7 +79,6 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         ("bad_links".into(), bad_links),
         ("links_to_deleted".into(), links_to_deleted),
         ("level_violations".into(), level_violations),
-        ("bad_tags".into(), bad_tags),
         ("unreachable".into(), unreachable),
     ]
 }

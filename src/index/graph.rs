@@ -92,10 +92,10 @@ impl HnswParams {
 
 /// SplitMix64: tiny, seedable, good enough for levels and test data.
 #[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(pub(crate) u64);
+struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -104,7 +104,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn next_f64(&mut self) -> f64 {
+    fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -1207,16 +1207,16 @@ fn write_slot(links: &mut [u32], (offset, capacity): (usize, usize), ids: &[u32]
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::index::resumable::{ResumableOptions, ResumableSearch};
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    pub(crate) type Metric = fn(&[f32], &[f32]) -> f32;
-    pub(crate) type Rows = Vec<Vec<f32>>;
+    type Metric = fn(&[f32], &[f32]) -> f32;
+    type Rows = Vec<Vec<f32>>;
 
-    pub(crate) fn l2(a: &[f32], b: &[f32]) -> f32 {
+    fn l2(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
     }
 
@@ -1224,7 +1224,7 @@ pub(crate) mod tests {
         -a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
     }
 
-    pub(crate) fn uniform(rng: &mut SplitMix64, n: usize, dim: usize) -> Rows {
+    fn uniform(rng: &mut SplitMix64, n: usize, dim: usize) -> Rows {
         (0..n)
             .map(|_| (0..dim).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect())
             .collect()
@@ -1237,7 +1237,7 @@ pub(crate) mod tests {
 
     /// `n` rows and `queries` queries scattered (sigma 0.15) around the same `clusters`
     /// uniform centres.
-    pub(crate) fn clustered(
+    fn clustered(
         rng: &mut SplitMix64,
         n: usize,
         queries: usize,
@@ -1264,7 +1264,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub(crate) fn build(rows: &[Vec<f32>], metric: Metric, threads: usize) -> MemGraph<Metric> {
+    fn build(rows: &[Vec<f32>], metric: Metric, threads: usize) -> MemGraph<Metric> {
         let mut graph = MemGraph::new(rows[0].len(), HnswParams::new(16, 64), metric, 1);
         graph.reserve(rows.len());
         for row in rows {
@@ -1275,7 +1275,7 @@ pub(crate) mod tests {
     }
 
     /// Ids of the `k` rows nearest to `query` among those `keep` accepts.
-    pub(crate) fn exact(
+    fn exact(
         rows: &[Vec<f32>],
         metric: Metric,
         query: &[f32],
@@ -1293,7 +1293,7 @@ pub(crate) mod tests {
         all.iter().take(k).map(|s| s.id).collect()
     }
 
-    pub(crate) fn overlap(found: &[u32], truth: &[u32]) -> usize {
+    fn overlap(found: &[u32], truth: &[u32]) -> usize {
         found.iter().filter(|id| truth.contains(id)).count()
     }
 
@@ -1417,7 +1417,7 @@ pub(crate) mod tests {
         assert!(graph.is_empty() && graph.entry_point().is_none());
         assert!(knn_search(&graph, &mut SearchScratch::new(), &[0.0; 4], 10, 10).is_empty());
         let mut search = ResumableSearch::new(&[0.0; 4], ResumableOptions::new(10), HashVisited::default());
-        assert_eq!(search.next_batch(&graph, &mut |_| true, &mut Vec::new()), 0);
+        assert_eq!(search.next_batch(&graph, |_| true, &mut Vec::new()), 0);
     }
 
     #[test]
@@ -1453,7 +1453,7 @@ pub(crate) mod tests {
     }
 
     /// Drains a resumable search; checks each batch is sorted.
-    pub(crate) fn drain(
+    fn drain(
         graph: &MemGraph<Metric>,
         search: &mut ResumableSearch<u32, DenseVisited>,
         filter: impl Fn(u32) -> bool,
@@ -1461,7 +1461,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            if search.next_batch(graph, &mut &filter, &mut out) == 0 {
+            if search.next_batch(graph, &filter, &mut out) == 0 {
                 return out;
             }
             assert!(out[start..].windows(2).all(|w| w[0] <= w[1]), "batch not sorted");
@@ -1494,7 +1494,7 @@ pub(crate) mod tests {
             let knn = knn_search(&graph, &mut scratch, &query, 10, 100);
             let mut search = ResumableSearch::new(&query, ResumableOptions::new(100), DenseVisited::new(0));
             let mut batch = Vec::new();
-            assert_eq!(search.next_batch(&graph, &mut |_| true, &mut batch), 100);
+            assert_eq!(search.next_batch(&graph, |_| true, &mut batch), 100);
             assert_eq!(knn, batch[..10]);
         }
     }
@@ -1513,7 +1513,7 @@ pub(crate) mod tests {
         for query in &queries {
             let mut search = ResumableSearch::new(query, options, DenseVisited::new(0));
             let mut found = Vec::new();
-            while found.len() < 10 && search.next_batch(&graph, &mut { keep }, &mut found) > 0 {}
+            while found.len() < 10 && search.next_batch(&graph, keep, &mut found) > 0 {}
             assert!(found.iter().all(|s| keep(s.id)));
             assert!(search.visited() <= options.max_visited + 32);
             let first: Vec<u32> = found.iter().take(10).map(|s| s.id).collect();

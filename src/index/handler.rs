@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+use super::resumable::narrowed_ef;
 use super::{build, insert, options, scan, vacuum};
 
 #[pg_extern(sql = false)]
@@ -38,7 +39,8 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
 }
 
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
-/// `8 * ef_search` elements plus a few per layer of the descent, divided by the selectivity of
+/// `8 * ef` elements (`ef`: the first batch, see resumable.rs) plus a few per layer of the
+/// descent, divided by the selectivity of
 /// the filter-column clauses (it must reach that many more elements to find enough matching
 /// ones), at most the table and `xhnsw.max_scan_tuples`; all of it happens before the first
 /// row, so it is startup cost. Returning every row would visit every element: that is the
@@ -69,12 +71,14 @@ unsafe extern "C-unwind" fn amcostestimate(
         let info = (*path).indexinfo;
         let tuples = (*info).tuples.max(1.0);
         let m = index_m((*info).indexoid) as f64;
-        let ef = options::EF_SEARCH.get() as f64;
+        let ef = options::EF_SEARCH.get() as usize;
 
         // Selectivity of the filter-column clauses (the ORDER BY has none).
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let filter_selectivity = costs.indexSelectivity.clamp(1.0 / tuples, 1.0);
+        // A selective filter narrows the first batch (resumable.rs).
+        let ef = (if filter_selectivity < 0.5 { narrowed_ef(ef) } else { ef }) as f64;
         let cap = (options::MAX_SCAN_TUPLES.get() as f64).max(ef);
         let visited = ((8.0 * ef + tuples.ln() * m) / filter_selectivity).min(tuples).min(cap);
 

@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
-use super::filter::{extras_of, tag_of};
+use super::filter::extras_of;
 use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, SearchScratch};
 use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
@@ -31,8 +31,7 @@ pub unsafe extern "C-unwind" fn aminsert(
         PgMemoryContexts::new("xhnsw insert").switch_to(|_| {
             let vector = Xvector::from_datum_value(*values);
             let extras = extras_of(index, values, isnull);
-            let tag = tag_of(index, values, isnull);
-            insert_vector(index, tid, vector.as_slice(), &extras, tag);
+            insert_vector(index, tid, vector.as_slice(), &extras);
         });
     }
     false
@@ -52,8 +51,8 @@ pub fn check_element_fits(dims: usize, extras: &[u8]) {
 }
 
 /// Insert one vector (as given by the user; prepared here for the metric) and the row's
-/// filter-column values and tag.
-pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8], tag: u64) {
+/// filter-column values.
+pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8]) {
     // Inserts share this lock; VACUUM's graph repair takes it exclusively.
     unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
     let mut store = PageStore::open(index);
@@ -68,8 +67,7 @@ pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32],
     if !join_duplicate(&store, &mut scratch, heap_tid, &vector, extras) {
         let seed = store.meta.elements ^ ((heap_tid.block as u64) << 16 | heap_tid.offset as u64);
         let level = LevelGenerator::new(&params, seed).next_level();
-        let id = add_element(&mut store, heap_tid, &vector, extras, tag, level);
-        store.remember_tag(id, tag);
+        let id = add_element(&mut store, heap_tid, &vector, extras, level);
         insert(&mut store, &mut scratch, &params, id, &vector, level);
     }
     unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
@@ -132,9 +130,9 @@ fn join_duplicate(
 }
 
 /// Write a new element and its (empty) neighbour item on one page; returns the element's TID.
-fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], tag: u64, level: usize) -> Tid {
-    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], tag, vector, extras);
-    let neighbours = store.layout.encode(level);
+fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], level: usize) -> Tid {
+    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector, extras);
+    let neighbours = page::encode_neighbours(store.m, level);
     let needed = element.len() + neighbours.len() + 2 * std::mem::size_of::<pg_sys::ItemIdData>();
 
     let hint = store.meta.insert_page;
@@ -157,7 +155,7 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u
         let neighbour_tid = Tid { block, offset: neighbour_offset };
         let item = page::item_ptr(xlog.page(), element_offset).expect("item just added");
         // The element's header points at its neighbour item (patched now that it is placed).
-        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], tag, vector, extras);
+        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
         std::ptr::copy_nonoverlapping(patched.as_ptr(), item, patched.len());
         Tid { block, offset: element_offset }
     };

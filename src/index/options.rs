@@ -11,7 +11,6 @@ pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static STRICT_ORDER: GucSetting<bool> = GucSetting::<bool>::new(false);
-pub static FILTER_BRIDGE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -49,14 +48,6 @@ pub fn init() {
         c"Never return a row closer than one already returned",
         c"Off (default): rows come in near distance order and none is lost. On: exact order, but rows the search finds late are skipped.",
         &STRICT_ORDER,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
-        c"xhnsw.filter_bridge",
-        c"Filter columns: evaluate only elements whose tag may match, two hops at a time",
-        c"On: non-matching neighbours are crossed without computing their distance (ACORN-style). Off: every element reached is evaluated.",
-        &FILTER_BRIDGE,
         GucContext::Userset,
         GucFlags::default(),
     );

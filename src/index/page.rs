@@ -6,10 +6,7 @@
 //!   updates share one element), the ItemPointer of its neighbour item, the vector, and for a
 //!   multi-column index the other columns' values as an index tuple (filters check them during
 //!   the graph search, before any heap access);
-//! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers;
-//!   in an index with filter columns each slot also holds the neighbour's filter tag (a
-//!   64-bit Bloom signature of its filter values, see filter.rs), so that a filtered search
-//!   can rule a neighbour out without reading it. Elements carry their own tag too.
+//! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
 //! Both have a fixed size for their level, so changes overwrite them in place. The builder
 //! and inserts put an element and its neighbour item on the same page when they fit.
 //!
@@ -21,14 +18,12 @@ use std::ptr;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
 const ELEMENT_KIND: u8 = 1;
 const NEIGHBOUR_KIND: u8 = 2;
 const FLAG_DELETED: u8 = 1;
-/// Metapage flag: neighbour slots carry tags (the index has filter columns).
-pub const META_TAGGED: u32 = 1;
 
 /// An item's address: the graph's node id, and what heap TIDs are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,7 +65,6 @@ impl Tid {
 }
 
 const TID_SIZE: usize = 6;
-const TAG_SIZE: usize = 8;
 
 /// Distance the index orders by, taken from the opclass's support function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,16 +128,13 @@ pub struct MetaPage {
     pub insert_page: u32,
     /// Elements ever created (level generator seed for inserts).
     pub elements: u64,
-    /// `META_TAGGED` or 0.
-    pub flags: u32,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Item encoding. Offsets are fixed per level, so neighbour updates rewrite bytes in place.
 
 /// Bytes of an element item: header (kind, flags, level, tid count, neighbour tid, extras
-/// length), heap tids, filter tag, the vector, then the extra columns' index tuple
-/// (MAXALIGNed).
+/// length), heap tids, the vector, then the extra columns' index tuple (MAXALIGNed).
 pub fn element_size(dims: usize, extras_len: usize) -> usize {
     extras_offset(dims) + maxalign(extras_len)
 }
@@ -152,11 +143,13 @@ fn extras_offset(dims: usize) -> usize {
     maxalign(element_vector_offset() + dims * 4)
 }
 
-const ELEMENT_TAG_OFFSET: usize = 16 + MAX_HEAP_TIDS * TID_SIZE;
-
 fn element_vector_offset() -> usize {
     // keep the vector 4-byte aligned inside a MAXALIGNed item
-    (ELEMENT_TAG_OFFSET + TAG_SIZE).next_multiple_of(4)
+    (16 + MAX_HEAP_TIDS * TID_SIZE).next_multiple_of(4)
+}
+
+pub fn neighbour_size(m: usize, level: usize) -> usize {
+    maxalign(4 + (level + 1) * 2 + slot_count(m, level) * TID_SIZE)
 }
 
 fn slot_count(m: usize, level: usize) -> usize {
@@ -170,9 +163,8 @@ fn maxalign(n: usize) -> usize {
 /// Highest level whose neighbour item still fits in a page for this `m`.
 pub fn max_level_for(m: usize) -> usize {
     let usable = page_usable_space() - 64;
-    let widest = ListLayout { m, tagged: true };
     let mut level = 0;
-    while level < 16 && widest.item_size(level + 1) <= usable {
+    while level < 16 && neighbour_size(m, level + 1) <= usable {
         level += 1;
     }
     level
@@ -189,14 +181,12 @@ pub struct ElementData<'a> {
     pub level: usize,
     pub neighbour_tid: Tid,
     pub heap_tids: Vec<Tid>,
-    /// Filter tag (0 without filter columns).
-    pub tag: u64,
     pub vector: &'a [f32],
     /// Index tuple of the extra key columns (empty for a single-column index).
     pub extras: &'a [u8],
 }
 
-pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], tag: u64, vector: &[f32], extras: &[u8]) -> Vec<u8> {
+pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vector: &[f32], extras: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; element_size(vector.len(), extras.len())];
     out[0] = ELEMENT_KIND;
     out[2] = level as u8;
@@ -206,7 +196,6 @@ pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], tag: 
         t.write(&mut out[16 + i * TID_SIZE..]);
     }
     out[10..12].copy_from_slice(&(extras.len() as u16).to_le_bytes());
-    out[ELEMENT_TAG_OFFSET..ELEMENT_TAG_OFFSET + TAG_SIZE].copy_from_slice(&tag.to_le_bytes());
     let start = element_vector_offset();
     for (i, v) in vector.iter().enumerate() {
         out[start + i * 4..start + i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
@@ -222,7 +211,7 @@ pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], tag: 
 /// `item` must point at an element item of at least `element_size(dims)` bytes that stays valid
 /// (buffer pinned and locked) while the result is used.
 pub unsafe fn decode_element<'a>(item: *const u8, dims: usize) -> Option<ElementData<'a>> {
-    let head = unsafe { std::slice::from_raw_parts(item, ELEMENT_TAG_OFFSET + TAG_SIZE) };
+    let head = unsafe { std::slice::from_raw_parts(item, 16 + MAX_HEAP_TIDS * TID_SIZE) };
     if head[0] != ELEMENT_KIND {
         return None;
     }
@@ -236,7 +225,6 @@ pub unsafe fn decode_element<'a>(item: *const u8, dims: usize) -> Option<Element
         level: head[2] as usize,
         neighbour_tid: Tid::read(&head[4..10]),
         heap_tids,
-        tag: read_tag(&head[ELEMENT_TAG_OFFSET..]),
         vector,
         extras,
     })
@@ -257,98 +245,60 @@ pub unsafe fn set_element_heap_tids(item: *mut u8, heap_tids: &[Tid]) {
     }
 }
 
-fn read_tag(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes[..TAG_SIZE].try_into().expect("8 bytes"))
+pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
+    let mut out = vec![0u8; neighbour_size(m, level)];
+    out[0] = NEIGHBOUR_KIND;
+    out[1] = level as u8;
+    out
 }
 
-/// Shape of neighbour items: per layer a u16 count, then fixed slots (2m on layer 0 first,
-/// m per layer above), each an ItemPointer followed, when `tagged`, by that node's tag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListLayout {
-    pub m: usize,
-    pub tagged: bool,
+fn layer_slots(m: usize, level: usize, layer: usize) -> (usize, usize) {
+    // layer 0 first (2m slots), then m slots per upper layer
+    let start = if layer == 0 { 0 } else { 2 * m + (layer - 1) * m };
+    let cap = if layer == 0 { 2 * m } else { m };
+    let _ = level;
+    (start, cap)
 }
 
-impl ListLayout {
-    pub fn of(meta: &MetaPage) -> ListLayout {
-        ListLayout { m: meta.m as usize, tagged: meta.flags & META_TAGGED != 0 }
-    }
+fn slots_offset(level: usize) -> usize {
+    4 + (level + 1) * 2
+}
 
-    fn slot_size(self) -> usize {
-        TID_SIZE + if self.tagged { TAG_SIZE } else { 0 }
+/// Read the neighbour list of `layer` from a neighbour item.
+///
+/// # Safety
+/// `item` must point at a neighbour item written for this `m`, valid while read.
+pub unsafe fn read_neighbours(item: *const u8, m: usize, layer: usize, out: &mut Vec<Tid>) {
+    out.clear();
+    let level = unsafe { *item.add(1) } as usize;
+    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
+        return;
     }
-
-    /// Bytes of the neighbour item of a node of `level`.
-    pub fn item_size(self, level: usize) -> usize {
-        maxalign(Self::slots_offset(level) + slot_count(self.m, level) * self.slot_size())
+    let bytes = unsafe { std::slice::from_raw_parts(item, neighbour_size(m, level)) };
+    let count = u16::from_le_bytes([bytes[4 + layer * 2], bytes[5 + layer * 2]]) as usize;
+    let (start, cap) = layer_slots(m, level, layer);
+    let base = slots_offset(level) + start * TID_SIZE;
+    for i in 0..count.min(cap) {
+        out.push(Tid::read(&bytes[base + i * TID_SIZE..]));
     }
+}
 
-    pub fn encode(self, level: usize) -> Vec<u8> {
-        let mut out = vec![0u8; self.item_size(level)];
-        out[0] = NEIGHBOUR_KIND;
-        out[1] = level as u8;
-        out
+/// Overwrite the neighbour list of `layer` in place (truncated to the layer's capacity).
+///
+/// # Safety
+/// `item` must be a writable neighbour item (page registered with GenericXLog) for this `m`.
+pub unsafe fn write_neighbours(item: *mut u8, m: usize, layer: usize, list: &[Tid]) {
+    let level = unsafe { *item.add(1) } as usize;
+    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
+        return;
     }
-
-    fn slots_offset(level: usize) -> usize {
-        4 + (level + 1) * 2
-    }
-
-    /// Byte range of `layer`'s slots and its capacity.
-    fn layer_slots(self, level: usize, layer: usize) -> (usize, usize) {
-        let first = if layer == 0 { 0 } else { 2 * self.m + (layer - 1) * self.m };
-        let cap = if layer == 0 { 2 * self.m } else { self.m };
-        (Self::slots_offset(level) + first * self.slot_size(), cap)
-    }
-
-    /// Read the neighbour list of `layer` (and, if `tags` is given, their tags: all ones when
-    /// the index has no tags, meaning "may pass").
-    ///
-    /// # Safety
-    /// `item` must point at a neighbour item written with this layout, valid while read.
-    pub unsafe fn read(self, item: *const u8, layer: usize, out: &mut Vec<Tid>, mut tags: Option<&mut Vec<u64>>) {
-        out.clear();
-        if let Some(t) = tags.as_deref_mut() {
-            t.clear();
-        }
-        let level = unsafe { *item.add(1) } as usize;
-        if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
-            return;
-        }
-        let bytes = unsafe { std::slice::from_raw_parts(item, self.item_size(level)) };
-        let count = u16::from_le_bytes([bytes[4 + layer * 2], bytes[5 + layer * 2]]) as usize;
-        let (base, cap) = self.layer_slots(level, layer);
-        for i in 0..count.min(cap) {
-            let slot = &bytes[base + i * self.slot_size()..];
-            out.push(Tid::read(slot));
-            if let Some(t) = tags.as_deref_mut() {
-                t.push(if self.tagged { read_tag(&slot[TID_SIZE..]) } else { u64::MAX });
-            }
-        }
-    }
-
-    /// Overwrite the neighbour list of `layer` in place (truncated to the layer's capacity).
-    /// `tags` holds one tag per entry of `list` when the layout is tagged (else it is ignored).
-    ///
-    /// # Safety
-    /// `item` must be a writable neighbour item (page registered with GenericXLog) of this
-    /// layout.
-    pub unsafe fn write(self, item: *mut u8, layer: usize, list: &[Tid], tags: &[u64]) {
-        let level = unsafe { *item.add(1) } as usize;
-        if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
-            return;
-        }
-        let bytes = unsafe { std::slice::from_raw_parts_mut(item, self.item_size(level)) };
-        let (base, cap) = self.layer_slots(level, layer);
-        let n = list.len().min(cap);
-        bytes[4 + layer * 2..6 + layer * 2].copy_from_slice(&(n as u16).to_le_bytes());
-        for (i, t) in list[..n].iter().enumerate() {
-            let slot = &mut bytes[base + i * self.slot_size()..];
-            t.write(slot);
-            if self.tagged {
-                slot[TID_SIZE..TID_SIZE + TAG_SIZE].copy_from_slice(&tags[i].to_le_bytes());
-            }
-        }
+    let bytes = unsafe { std::slice::from_raw_parts_mut(item, neighbour_size(m, level)) };
+    let (start, cap) = layer_slots(m, level, layer);
+    let n = list.len().min(cap);
+    bytes[4 + layer * 2..6 + layer * 2].copy_from_slice(&(n as u16).to_le_bytes());
+    let base = slots_offset(level) + start * TID_SIZE;
+    for (i, t) in list[..n].iter().enumerate() {
+        t.write(&mut bytes[base + i * TID_SIZE..]);
     }
 }
 
@@ -514,34 +464,28 @@ mod tests {
 
     #[test]
     fn neighbour_lists_round_trip() {
-        let level = 2;
-        for layout in [ListLayout { m: 4, tagged: false }, ListLayout { m: 4, tagged: true }] {
-            let m = layout.m;
-            let mut item = layout.encode(level);
-            let lists: [Vec<Tid>; 3] = [
-                (1..=8).map(|i| Tid { block: i, offset: i as u16 }).collect(),
-                vec![Tid { block: 70000, offset: 3 }],
-                vec![],
-            ];
-            let tags_of = |list: &[Tid]| list.iter().map(|t| (t.block as u64) << 40 | 0xabcd).collect::<Vec<u64>>();
-            for (layer, list) in lists.iter().enumerate() {
-                unsafe { layout.write(item.as_mut_ptr(), layer, list, &tags_of(list)) };
-            }
-            let (mut out, mut tags) = (Vec::new(), Vec::new());
-            for (layer, list) in lists.iter().enumerate() {
-                unsafe { layout.read(item.as_ptr(), layer, &mut out, Some(&mut tags)) };
-                assert_eq!(&out, list);
-                let expected = if layout.tagged { tags_of(list) } else { vec![u64::MAX; list.len()] };
-                assert_eq!(tags, expected);
-            }
-            // longer than capacity is truncated; layers above the level read empty
-            let long: Vec<Tid> = (0..20).map(|i| Tid { block: i, offset: 1 }).collect();
-            unsafe { layout.write(item.as_mut_ptr(), 1, &long, &tags_of(&long)) };
-            unsafe { layout.read(item.as_ptr(), 1, &mut out, None) };
-            assert_eq!(out.len(), m);
-            unsafe { layout.read(item.as_ptr(), 3, &mut out, None) };
-            assert!(out.is_empty());
+        let (m, level) = (4, 2);
+        let mut item = encode_neighbours(m, level);
+        let lists: [Vec<Tid>; 3] = [
+            (1..=8).map(|i| Tid { block: i, offset: i as u16 }).collect(),
+            vec![Tid { block: 70000, offset: 3 }],
+            vec![],
+        ];
+        for (layer, list) in lists.iter().enumerate() {
+            unsafe { write_neighbours(item.as_mut_ptr(), m, layer, list) };
         }
+        let mut out = Vec::new();
+        for (layer, list) in lists.iter().enumerate() {
+            unsafe { read_neighbours(item.as_ptr(), m, layer, &mut out) };
+            assert_eq!(&out, list);
+        }
+        // longer than capacity is truncated; layers above the level read empty
+        let long: Vec<Tid> = (0..20).map(|i| Tid { block: i, offset: 1 }).collect();
+        unsafe { write_neighbours(item.as_mut_ptr(), m, 1, &long) };
+        unsafe { read_neighbours(item.as_ptr(), m, 1, &mut out) };
+        assert_eq!(out.len(), m);
+        unsafe { read_neighbours(item.as_ptr(), m, 3, &mut out) };
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -549,14 +493,13 @@ mod tests {
         let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
         let tids = [Tid { block: 5, offset: 2 }, Tid { block: 1 << 20, offset: 9 }];
         // keep the buffer 8-aligned like a page item
-        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, 0xfeed_f00d_0000_0001, &v, b"extra!");
+        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v, b"extra!");
         let mut aligned = vec![0u64; bytes.len() / 8 + 1];
         let raw = aligned.as_mut_ptr() as *mut u8;
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
         let e = unsafe { decode_element(raw, v.len()) }.unwrap();
         assert_eq!((e.level, e.deleted, e.neighbour_tid), (3, false, Tid { block: 7, offset: 4 }));
         assert_eq!(e.heap_tids, tids);
-        assert_eq!(e.tag, 0xfeed_f00d_0000_0001);
         assert_eq!(e.vector, &v[..]);
         assert_eq!(e.extras, b"extra!");
         assert_eq!((raw as usize + extras_offset(v.len())) % 8, 0, "extras are MAXALIGNed");
@@ -569,8 +512,8 @@ mod tests {
         assert!(element_size(2000, 0) <= page_usable_space() - 8);
         for m in [2, 16, 48, 100] {
             let top = max_level_for(m);
-            assert!(top >= 3, "m={m} top={top}"); // level 4 at m = 100: probability 1e-8
-            assert!(ListLayout { m, tagged: true }.item_size(top) <= page_usable_space());
+            assert!(top >= 4, "m={m} top={top}");
+            assert!(neighbour_size(m, top) <= page_usable_space());
         }
     }
 }

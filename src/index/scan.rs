@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 
 use super::filter::{child_context, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
-use super::options::{EF_SEARCH, FILTER_BRIDGE, MAX_SCAN_TUPLES, STRICT_ORDER};
-use super::resumable::{NodeFilter, ResumableOptions, ResumableSearch};
+use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
+use super::resumable::{ResumableOptions, ResumableSearch};
 use std::cell::{Cell, RefCell};
 use super::page::{self, Locked, Tid};
 use super::store::PageStore;
@@ -106,9 +106,7 @@ pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     let store = PageStore::open(index);
     if state.mode.is_none() {
-        // Bridging pays when tags can rule most non-matching neighbours out unread.
-        let bridge = FILTER_BRIDGE.get() && store.layout.tagged && state.filter.as_ref().is_some_and(|f| f.uses_tags());
-        state.mode = Some(start(&store, state.query.as_deref(), bridge));
+        state.mode = Some(start(&store, state.query.as_deref()));
     }
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
@@ -125,10 +123,10 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         Mode::Graph(search) => {
             state.batch.clear();
             let found = match state.filter.as_mut() {
-                None => search.next_batch(&store, &mut |_| true, &mut state.batch),
+                None => search.next_batch(&store, |_| true, &mut state.batch),
                 Some(filter) => {
                     let filtered = FilteredStore { store: &store, filter: RefCell::new(filter), last: Cell::new(None) };
-                    search.next_batch(&filtered, &mut &filtered, &mut state.batch)
+                    search.next_batch(&filtered, |id| filtered.passes(id), &mut state.batch)
                 }
             };
             if found == 0 {
@@ -151,7 +149,7 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     }
 }
 
-fn start(store: &PageStore, query: Option<&[f32]>, bridge: bool) -> Mode {
+fn start(store: &PageStore, query: Option<&[f32]>) -> Mode {
     let Some(query) = query else { return Mode::Sequential(1) };
     if store.dims != 0 && query.len() != store.dims {
         crate::vector::error::VectorError::dimension_mismatch(store.dims, query.len()).raise();
@@ -160,7 +158,6 @@ fn start(store: &PageStore, query: Option<&[f32]>, bridge: bool) -> Mode {
     let options = ResumableOptions {
         max_visited: MAX_SCAN_TUPLES.get() as usize,
         strict: STRICT_ORDER.get(),
-        bridge,
         ..ResumableOptions::new(EF_SEARCH.get() as usize)
     };
     Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())))
@@ -195,13 +192,8 @@ struct FilteredStore<'a> {
     last: Cell<Option<(Tid, bool)>>,
 }
 
-impl NodeFilter<Tid> for &FilteredStore<'_> {
-    /// From the node's tag, read with the list that led here (unknown: maybe).
-    fn may_pass(&mut self, id: Tid) -> bool {
-        self.store.known_tag(id).is_none_or(|tag| self.filter.borrow().may_pass(tag))
-    }
-
-    fn passes(&mut self, id: Tid) -> bool {
+impl FilteredStore<'_> {
+    fn passes(&self, id: Tid) -> bool {
         match self.last.get() {
             Some((last, passes)) if last == id => passes,
             _ => self.store.with_element(id, |e| self.filter.borrow_mut().matches(e.extras)).unwrap_or(false),
@@ -213,11 +205,9 @@ impl GraphStore for FilteredStore<'_> {
     type Id = Tid;
 
     fn distance(&self, query: &[f32], id: Tid) -> f32 {
-        // A tag that rules the node out saves decoding its filter values.
-        let ruled_out = self.store.known_tag(id).is_some_and(|tag| !self.filter.borrow().may_pass(tag));
         self.store
             .with_element(id, |e| {
-                self.last.set(Some((id, !ruled_out && self.filter.borrow_mut().matches(e.extras))));
+                self.last.set(Some((id, self.filter.borrow_mut().matches(e.extras))));
                 self.store.metric.distance(query, e.vector)
             })
             .unwrap_or(f32::INFINITY)

@@ -1,17 +1,11 @@
 //! `PageStore`: the graph of graph.rs read from and written to index pages through the buffer
 //! manager. Node ids are element ItemPointers. Reads take a share lock on one page at a time;
 //! writes take an exclusive lock on one page at a time and log it with GenericXLog.
-//!
-//! In an index with filter columns every neighbour slot carries its node's tag. The store
-//! remembers the tag of every node it reads (in a list or as an element), so that lists it
-//! writes get their tags without reading each neighbour again.
 
 use pgrx::pg_sys;
-use std::cell::RefCell;
-use std::collections::HashMap;
 
-use super::graph::{EntryPoint, FastHash, GraphStore, GraphStoreMut};
-use super::page::{self, ListLayout, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
+use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
+use super::page::{self, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
 
 pub struct PageStore {
     pub index: pg_sys::Relation,
@@ -19,13 +13,8 @@ pub struct PageStore {
     pub metric: Metric,
     pub dims: usize,
     pub m: usize,
-    pub layout: ListLayout,
     /// Vacuum replaces a deleted entry point unconditionally; inserts only raise it.
     pub replace_entry: bool,
-    /// Tags of the nodes seen so far (tagged layout only).
-    tags: RefCell<HashMap<Tid, u64, FastHash>>,
-    /// Buffers of `read_list` for tags.
-    tag_buffer: RefCell<Vec<u64>>,
 }
 
 /// What one element read returns besides the vector.
@@ -45,29 +34,7 @@ impl PageStore {
             metric: Metric::from_u32(meta.metric).unwrap_or_else(|| pgrx::error!("xhnsw: unknown metric in metapage")),
             dims: meta.dims as usize,
             m: meta.m as usize,
-            layout: ListLayout::of(&meta),
             replace_entry: false,
-            tags: RefCell::default(),
-            tag_buffer: RefCell::default(),
-        }
-    }
-
-    /// The tag of a node this store has seen (in a list or as an element).
-    pub fn known_tag(&self, id: Tid) -> Option<u64> {
-        self.tags.borrow().get(&id).copied()
-    }
-
-    /// Record the tag of a node (a new element, before it is linked).
-    pub fn remember_tag(&self, id: Tid, tag: u64) {
-        if self.layout.tagged {
-            self.tags.borrow_mut().insert(id, tag);
-        }
-    }
-
-    fn tag_of(&self, id: Tid) -> u64 {
-        match self.known_tag(id) {
-            Some(tag) => tag,
-            None => self.with_element(id, |e| e.tag).unwrap_or(u64::MAX),
         }
     }
 
@@ -83,7 +50,6 @@ impl PageStore {
                 return None;
             }
             let element = page::decode_element(item, self.dims)?;
-            self.remember_tag(id, element.tag);
             Some(f(&element))
         }
     }
@@ -97,8 +63,8 @@ impl PageStore {
         })
     }
 
-    /// Read the list of `id` on `level`; returns where the neighbour item is. The element and
-    /// its neighbour item are usually on one page: then that page is read once.
+    /// Read the list of `id` on `level`; returns where the neighbour item is. An element and
+    /// its neighbour item are usually on one page: then that page is locked once.
     fn read_list(&self, id: Tid, level: usize, out: &mut Vec<Tid>) -> Option<Tid> {
         out.clear();
         if !id.is_valid() {
@@ -107,45 +73,34 @@ impl PageStore {
         let mut locked = Locked::read(self.index, id.block, false);
         let neighbour_tid = unsafe {
             let item = page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
-            let element = page::decode_element(item, self.dims)?;
-            self.remember_tag(id, element.tag);
-            element.neighbour_tid
+            page::decode_element(item, self.dims)?.neighbour_tid
         };
         if neighbour_tid.block != id.block {
             drop(locked);
             locked = Locked::read(self.index, neighbour_tid.block, false);
         }
-        let mut tags = self.tag_buffer.borrow_mut();
         unsafe {
             if let Some(item) = page::item_ptr(locked.page(), neighbour_tid.offset) {
-                self.layout.read(item, level, out, self.layout.tagged.then_some(&mut *tags));
-            }
-        }
-        if self.layout.tagged {
-            let mut known = self.tags.borrow_mut();
-            for (&n, &tag) in out.iter().zip(tags.iter()) {
-                known.insert(n, tag);
+                page::read_neighbours(item, self.m, level, out);
             }
         }
         Some(neighbour_tid)
     }
 
     fn write_list(&self, neighbour_tid: Tid, level: usize, list: &[Tid], expect: Option<&[Tid]>) -> bool {
-        // Tags first: finding an unknown one reads another page, never under the lock below.
-        let tags: Vec<u64> = if self.layout.tagged { list.iter().map(|&n| self.tag_of(n)).collect() } else { Vec::new() };
         let locked = Locked::read(self.index, neighbour_tid.block, true);
         unsafe {
             let Some(current_item) = page::item_ptr(locked.page(), neighbour_tid.offset) else { return false };
             if let Some(expected) = expect {
                 let mut now = Vec::new();
-                self.layout.read(current_item, level, &mut now, None);
+                page::read_neighbours(current_item, self.m, level, &mut now);
                 if now != expected {
                     return false;
                 }
             }
             let xlog = Xlog::begin(self.index, &locked, false);
             if let Some(item) = page::item_ptr(xlog.page(), neighbour_tid.offset) {
-                self.layout.write(item, level, list, &tags);
+                page::write_neighbours(item, self.m, level, list);
             }
             xlog.finish();
         }
