@@ -40,9 +40,8 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
 
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
 /// `8 * ef` elements (`ef`: the first batch, see resumable.rs) plus a few per layer of the
-/// descent, divided by the selectivity of
-/// the filter-column clauses (it must reach that many more elements to find enough matching
-/// ones), at most the table and `xhnsw.max_scan_tuples`; all of it happens before the first
+/// descent, divided by the selectivity of the filter-column clauses (it must reach that many
+/// more elements to find enough matching ones), at most the table and `xhnsw.max_scan_tuples`; all of it happens before the first
 /// row, so it is startup cost. Returning every row would visit every element: that is the
 /// total cost, so a query without LIMIT never prefers the index (whose scan stops at
 /// `xhnsw.max_scan_tuples`). Each visit reads one element, mostly from shared buffers (the

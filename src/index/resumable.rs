@@ -74,10 +74,8 @@ impl ResumableOptions {
 /// - With `strict`, distances returned across all batches never decrease: such late, closer
 ///   nodes are dropped instead of returned (they are lost to this scan).
 pub struct ResumableSearch<Id, V> {
-    /// Its visited set, W (`results`) and buffers are this search's.
+    /// Its visited set, C (`candidates`) and W (`results`) are this search's.
     scratch: SearchScratch<Id, V>,
-    /// C: evaluated, not yet expanded; closest on top.
-    frontier: BinaryHeap<Reverse<Scored<Id>>>,
     /// D: matching nodes reached but pushed out of W, closest on top. Invariant: D is empty
     /// or W is full, and nothing in D is closer than anything in W.
     discarded: BinaryHeap<Reverse<Scored<Id>>>,
@@ -96,7 +94,6 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
     pub fn new(query: &[f32], options: ResumableOptions, visited: V) -> Self {
         ResumableSearch {
             scratch: SearchScratch::with_visited(visited),
-            frontier: BinaryHeap::new(),
             discarded: BinaryHeap::new(),
             query: query.to_vec(),
             options: ResumableOptions {
@@ -117,7 +114,7 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
     }
 
     /// Appends the next batch to `out` and returns its length; 0 means the search is over.
-    /// `filter` must be the same predicate on every call.
+    /// `filter` must be the same predicate on every call; it is called once per node reached.
     pub fn next_batch<S: GraphStore<Id = Id>>(
         &mut self,
         store: &S,
@@ -146,33 +143,33 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
         if !self.scratch.start_at_layer0(store, &self.query) {
             return;
         }
-        self.scratch.results.clear(); // the descent's last layer left its result there
-        self.visited = self.scratch.seen.len();
-        let seen = std::mem::take(&mut self.scratch.seen);
-        for &s in &seen {
-            self.frontier.push(Reverse(s));
+        let scratch = &mut self.scratch;
+        scratch.candidates.clear();
+        scratch.results.clear();
+        self.visited = scratch.seen.len();
+        for s in scratch.seen.drain(..) {
+            scratch.candidates.push(Reverse(s));
             if filter(s.id) {
                 self.passed += 1;
-                admit(&mut self.scratch.results, &mut self.discarded, s, self.options.ef);
+                admit(&mut scratch.results, &mut self.discarded, s, self.options.ef);
             }
         }
-        self.scratch.seen = seen;
     }
 
     /// Algorithm 2's loop, keeping unexpanded and discarded nodes.
     fn expand<S: GraphStore<Id = Id>>(&mut self, store: &S, filter: &mut impl FnMut(Id) -> bool) {
-        while let Some(&Reverse(c)) = self.frontier.peek() {
+        while let Some(&Reverse(c)) = self.scratch.candidates.peek() {
             self.settle_first_batch();
             let ef = self.options.ef;
-            let Self { scratch, frontier, discarded, query, options, visited: count, passed, .. } = self;
-            let SearchScratch { visited, results, neighbours, .. } = scratch;
+            let Self { scratch, discarded, query, options, visited: count, passed, .. } = self;
+            let SearchScratch { visited, candidates, results, neighbours, .. } = scratch;
             if *count >= options.max_visited || beyond_results(results, ef, c) {
                 break;
             }
-            frontier.pop();
+            candidates.pop();
             visit_neighbours(store, visited, neighbours, c.id, 0, &mut |id| store.distance(query, id), |s| {
                 *count += 1;
-                frontier.push(Reverse(s));
+                candidates.push(Reverse(s));
                 if filter(s.id) {
                     *passed += 1;
                     admit(results, discarded, s, ef);

@@ -11,10 +11,10 @@ use std::collections::VecDeque;
 use super::filter::{child_context, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
-use super::resumable::{ResumableOptions, ResumableSearch};
-use std::cell::{Cell, RefCell};
 use super::page::{self, Locked, Tid};
+use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
+use std::cell::{Cell, RefCell};
 use crate::vector::Xvector;
 
 enum Mode {

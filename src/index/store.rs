@@ -44,13 +44,14 @@ impl PageStore {
             return None;
         }
         let locked = Locked::read(self.index, id.block, false);
+        self.element_on(&locked, id).map(|element| f(&element))
+    }
+
+    /// The element `id` on its locked page, if there is one.
+    fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<page::ElementData<'a>> {
         unsafe {
-            let item = page::item_ptr(locked.page(), id.offset)?;
-            if !page::is_element(item) {
-                return None;
-            }
-            let element = page::decode_element(item, self.dims)?;
-            Some(f(&element))
+            let item = page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
+            page::decode_element(item, self.dims)
         }
     }
 
@@ -71,10 +72,7 @@ impl PageStore {
             return None;
         }
         let mut locked = Locked::read(self.index, id.block, false);
-        let neighbour_tid = unsafe {
-            let item = page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
-            page::decode_element(item, self.dims)?.neighbour_tid
-        };
+        let neighbour_tid = self.element_on(&locked, id)?.neighbour_tid;
         if neighbour_tid.block != id.block {
             drop(locked);
             locked = Locked::read(self.index, neighbour_tid.block, false);
