@@ -77,24 +77,53 @@ CREATE INDEX hy_items_hybrid ON hy_items USING xhnsw (emb, cat, pct, r, s, tags)
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT id FROM hy_items WHERE cat = 3 AND pct = 7 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10;
 RESET enable_seqscan;
-SELECT label, lim, min_rows, recall >= 0.95 AS recall_ok, path FROM cases, check_filter(cond, lim);
-SELECT label, min_rows, recall >= 0.95 AS recall_ok, path FROM (VALUES
+CREATE VIEW more_cases (label, cond) AS VALUES
     ('two columns', 'cat = 3 AND pct = 13'),
     ('range', 'cat >= 8'),
     ('tags &&', 'tags && ARRAY[3]'),
     ('tags @>', 'tags @> ARRAY[3, 5]'),
     -- A clause the index cannot check stays a filter on top, correctly.
-    ('other column', 'cat = 3 AND centre % 2 = 1')
-) c(label, cond), check_filter(cond, 10);
+    ('other column', 'cat = 3 AND centre % 2 = 1');
+-- 2a. By default these filters match few enough rows (xhnsw.exact_filter_limit) that the scan
+-- takes their elements from the filter directory and ranks them exactly: recall is 1. (A range
+-- has no tag test, so it searches the graph, as in 2b.)
+SELECT label, lim, min_rows, recall, path FROM cases, check_filter(cond, lim);
+SELECT label, min_rows, recall, path FROM more_cases, check_filter(cond, 10) WHERE label <> 'range';
+-- 2b. The graph search with the filter checked on each element it reaches.
+SET xhnsw.exact_filter_limit = 0;
+SELECT label, lim, min_rows, recall >= 0.95 AS recall_ok, path FROM cases, check_filter(cond, lim);
+SELECT label, min_rows, recall >= 0.95 AS recall_ok, path FROM more_cases, check_filter(cond, 10);
+RESET xhnsw.exact_filter_limit;
+-- The directory saves work: 10 rows match r = 35 (in a cluster no query is near). Buffers one
+-- query touches, all nodes together: the directory (25 pages) and the 10 matches, against a
+-- graph search through the non-matching elements.
+CREATE FUNCTION buffers_of(query text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || query LOOP
+        IF line ~ 'Buffers: shared' THEN
+            RETURN substring(line FROM 'hit=([0-9]+)')::int + coalesce(substring(line FROM 'read=([0-9]+)')::int, 0);
+        END IF;
+    END LOOP;
+END $$;
+SET enable_seqscan = off;
+SELECT buffers_of('SELECT id FROM hy_items WHERE r = 35 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10') < 100 AS directory_is_cheap;
+SET xhnsw.exact_filter_limit = 0;
+SELECT buffers_of('SELECT id FROM hy_items WHERE r = 35 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10') > 300 AS graph_costs_more;
+RESET xhnsw.exact_filter_limit;
+RESET enable_seqscan;
 -- PostgreSQL 15 never makes an IN list on a later index column a condition of an ordered index
 -- scan (indxpath.c), so it runs after the index: rows come in near order only, and here most
 -- hy_queries' matches lie in other clusters (measured recall 0.92 at ef_search 40, 0.99 at 100).
 SELECT min_rows, recall >= 0.9 AS recall_ok, path FROM check_filter('cat IN (2, 5)', 10);
 -- Fewer matching rows than LIMIT: all of them.
 SELECT count(*) FROM (SELECT id FROM hy_items WHERE r = 3 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 50) s;
--- Nothing matches: no rows, and the search stops at xhnsw.max_scan_tuples.
+-- Nothing matches: no rows; the directory says so at once, and without it the graph search
+-- stops at xhnsw.max_scan_tuples.
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
+SELECT count(*) FROM (SELECT id FROM hy_items WHERE cat = 42 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
+SET xhnsw.exact_filter_limit = 0;
 SELECT count(*) FROM (SELECT id FROM hy_items WHERE cat = 42 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
 SET xhnsw.max_scan_tuples = 500;
 SELECT count(*) FROM (SELECT id FROM hy_items WHERE cat = 42 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
@@ -108,6 +137,20 @@ CREATE TABLE hy_labelled AS SELECT id, emb, 'label-' || (id % 4) AS label FROM h
 CREATE INDEX ON hy_labelled USING xhnsw (emb, label);
 SELECT count(*) AS rows, bool_and(label = 'label-2') AS all_match
 FROM (SELECT label FROM hy_labelled WHERE label = 'label-2' ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 2) LIMIT 25) s;
+-- An index built empty gets its directory from inserts: 2,000 rows fill five directory pages,
+-- and every group's rows come back in exact distance order (the same ids as a sorted scan).
+CREATE TABLE hy_grown (id int, emb xvector(12), g int);
+CREATE INDEX hy_grown_idx ON hy_grown USING xhnsw (emb, g);
+INSERT INTO hy_grown SELECT id, emb, id % 40 FROM hy_items WHERE id <= 2000;
+DELETE FROM hy_grown WHERE id % 80 = 7;
+VACUUM hy_grown;
+SELECT count(*) AS groups,
+       count(*) FILTER (WHERE got = want) AS exact,
+       count(*) FILTER (WHERE 7 = ANY (got)) AS deleted_rows_seen
+FROM generate_series(0, 39) grp,
+LATERAL (SELECT array_agg(id) AS got FROM (SELECT id FROM hy_grown WHERE g = grp ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 3) LIMIT 20) s) a,
+LATERAL (SELECT array_agg(id) AS want FROM (SELECT id FROM hy_grown WHERE g = grp ORDER BY (emb <-> (SELECT emb FROM hy_queries WHERE qid = 3)) + 0 LIMIT 20) s) b;
+SELECT * FROM xmodal.index_check('hy_grown_idx');
 RESET enable_seqscan;
 
 -- 3. The planner: a filter matching a handful of rows uses a btree and sorts them; a broad one

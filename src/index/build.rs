@@ -8,11 +8,13 @@ use pgrx::PgMemoryContexts;
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-use super::graph::{GraphStore, MemGraph};
+use super::directory;
 use super::filter::extras_of;
+use super::graph::{GraphStore, MemGraph};
 use super::insert::{check_element_fits, insert_vector, params_of};
 use super::options;
 use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
+use super::tags::TagColumns;
 use crate::vector::error::VectorError;
 use crate::vector::Xvector;
 
@@ -35,6 +37,9 @@ struct BuildState {
     /// Heap TIDs and filter-column values of each in-memory node.
     heap_tids: Vec<Vec<Tid>>,
     extras: Vec<Vec<u8>>,
+    /// Tags of the filter values of each node, for the filter directory.
+    tags: Vec<u64>,
+    tag_columns: TagColumns,
     /// Vector bits hash -> nodes with that hash, to share an element between equal vectors.
     by_hash: HashMap<u64, Vec<u32>>,
     memory_limit: usize,
@@ -82,8 +87,7 @@ fn column_dims(index: pg_sys::Relation) -> usize {
     }
 }
 
-fn new_meta(index: pg_sys::Relation, metric: Metric, dims: usize, m: usize, ef_construction: usize) -> MetaPage {
-    let _ = index;
+fn new_meta(metric: Metric, dims: usize, m: usize, ef_construction: usize) -> MetaPage {
     MetaPage {
         magic: page::MAGIC,
         version: page::VERSION,
@@ -95,6 +99,8 @@ fn new_meta(index: pg_sys::Relation, metric: Metric, dims: usize, m: usize, ef_c
         entry_level: 0,
         insert_page: META_BLOCK,
         elements: 0,
+        directory_head: META_BLOCK,
+        directory_tail: META_BLOCK,
     }
 }
 
@@ -120,6 +126,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         graph: None,
         heap_tids: Vec::new(),
         extras: Vec::new(),
+        tags: Vec::new(),
+        tag_columns: TagColumns::of(index),
         by_hash: HashMap::new(),
         memory_limit: unsafe { pg_sys::maintenance_work_mem } as usize * 1024,
         on_disk: false,
@@ -127,7 +135,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         index_tuples: 0.0,
         tuple_context: PgMemoryContexts::new("xhnsw build tuple"),
     };
-    write_metapage(index, &new_meta(index, metric, dims, m, ef_construction));
+    write_metapage(index, &new_meta(metric, dims, m, ef_construction));
 
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
     unsafe {
@@ -172,16 +180,17 @@ unsafe extern "C-unwind" fn build_callback(
     context.switch_to(|_| {
         let vector = unsafe { Xvector::from_datum_value(*values) };
         let extras = unsafe { extras_of(state.index, values, isnull) };
-        add_tuple(state, heap_tid, vector.as_slice(), extras);
+        let tag = unsafe { state.tag_columns.tag(values, isnull) };
+        add_tuple(state, heap_tid, vector.as_slice(), extras, tag);
     });
     unsafe { context.reset() };
     state.tuple_context = context;
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, state.heap_tuples as i64);
 }
 
-fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>) {
+fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>, tag: u64) {
     if state.on_disk {
-        insert_vector(state.index, heap_tid, raw, &extras);
+        insert_vector(state.index, heap_tid, raw, &extras, tag);
         state.index_tuples += 1.0;
         return;
     }
@@ -206,6 +215,7 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
     let id = graph.push(&vector);
     state.heap_tids.push(vec![heap_tid]);
     state.extras.push(extras);
+    state.tags.push(tag);
     state.by_hash.entry(hash_bits(&vector)).or_default().push(id);
 
     if graph_memory(state) > state.memory_limit {
@@ -266,6 +276,7 @@ fn flush(state: &mut BuildState) {
     state.by_hash.clear();
     state.heap_tids.clear();
     state.extras.clear();
+    state.tags.clear();
 }
 
 /// Place each node's element and neighbour item in order, page by page, then write them.
@@ -325,7 +336,12 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     }
     drop(current);
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
-    update_meta_after_build(state, graph, &element_tid, last_block);
+    let directory = if unsafe { (*(*state.index).rd_att).natts > 1 } {
+        directory::write_built(state.index, last_block + 1, element_tid.iter().copied().zip(state.tags.iter().copied()))
+    } else {
+        (META_BLOCK, META_BLOCK)
+    };
+    update_meta_after_build(state, graph, &element_tid, last_block, directory);
 }
 
 fn new_page(index: pg_sys::Relation, expected: u32) -> Locked {
@@ -346,7 +362,13 @@ fn add_at(locked: &Locked, bytes: &[u8], expected: u16) {
     unsafe { pg_sys::MarkBufferDirty(locked.buffer) };
 }
 
-fn update_meta_after_build(state: &BuildState, graph: &MemGraph<DistanceFn>, element_tid: &[Tid], last_block: u32) {
+fn update_meta_after_build(
+    state: &BuildState,
+    graph: &MemGraph<DistanceFn>,
+    element_tid: &[Tid],
+    last_block: u32,
+    (directory_head, directory_tail): (u32, u32),
+) {
     let locked = Locked::read(state.index, META_BLOCK, true);
     unsafe {
         let mut meta = page::read_meta(locked.page());
@@ -357,6 +379,8 @@ fn update_meta_after_build(state: &BuildState, graph: &MemGraph<DistanceFn>, ele
         }
         meta.insert_page = last_block;
         meta.elements = element_tid.len() as u64;
+        meta.directory_head = directory_head;
+        meta.directory_tail = directory_tail;
         page::write_meta(locked.page(), &meta);
         pg_sys::MarkBufferDirty(locked.buffer);
     }
@@ -388,7 +412,7 @@ fn log_all_pages(index: pg_sys::Relation) {
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let (m, ef_construction) = options::index_options(index);
-    let meta = new_meta(index, metric_of(index), column_dims(index), m, ef_construction);
+    let meta = new_meta(metric_of(index), column_dims(index), m, ef_construction);
     unsafe {
         let buffer = pg_sys::ReadBufferExtended(
             index,

@@ -1,6 +1,8 @@
 //! `xmodal.index_check(index)`: walk an xhnsw index and count structural problems, for DBAs
 //! and for the crash tests. Every count but the first three should be 0; `unreachable` can be
 //! above 0 after a crash in the middle of an insert (an element written, not yet linked).
+//! `directory_mismatches` counts elements missing from the filter directory, entries that point
+//! at no element, and duplicate entries.
 
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -68,6 +70,7 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         Some(e) if !e.deleted && e.level == meta.entry_level as usize => 0,
         _ => 1,
     };
+    let directory_mismatches = if meta.has_directory(index) { directory_mismatches(index, meta.directory_head, &nodes) } else { 0 };
     let reached = reachable(meta.entry, &layer0);
     let unreachable = if live == 0 { 0 } else { live - reached as i64 };
     vec![
@@ -80,7 +83,31 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         ("links_to_deleted".into(), links_to_deleted),
         ("level_violations".into(), level_violations),
         ("unreachable".into(), unreachable),
+        ("directory_mismatches".into(), directory_mismatches),
     ]
+}
+
+/// Elements (deleted ones too: they keep their entry) the directory misses, plus entries
+/// that name no element or repeat one.
+fn directory_mismatches(index: pg_sys::Relation, head: u32, nodes: &HashMap<Tid, Node>) -> i64 {
+    let mut listed = HashSet::new();
+    let mut problems = 0i64;
+    let mut block = head;
+    while block != page::META_BLOCK {
+        let locked = Locked::read(index, block, false);
+        unsafe {
+            if let Some(entries) = page::directory_entries(locked.page()) {
+                for position in 0..entries.tags.len() {
+                    let element = entries.element(position);
+                    if !nodes.contains_key(&element) || !listed.insert(element) {
+                        problems += 1;
+                    }
+                }
+            }
+            block = page::next_directory_page(locked.page());
+        }
+    }
+    problems + nodes.keys().filter(|id| !listed.contains(id)).count() as i64
 }
 
 fn reachable(entry: Tid, layer0: &HashMap<Tid, Vec<Tid>>) -> usize {

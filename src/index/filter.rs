@@ -3,10 +3,13 @@
 //! NULL. A scan turns the WHERE clauses the planner hands to the index (scan keys, `IN (...)`
 //! lists included) into a predicate that the graph search checks for each element it reaches,
 //! before any heap access. Non-matching elements are still traversed, so the search stays
-//! connected however selective the filter is.
+//! connected however selective the filter is. The keys that tags can check (tags.rs) also
+//! give the test a scan applies to the filter directory (directory.rs).
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
+
+use super::tags::{TagColumns, TagFilter};
 
 /// The extra columns of one row as index-tuple bytes; empty for a single-column index.
 ///
@@ -33,6 +36,7 @@ pub unsafe fn extras_of(index: pg_sys::Relation, values: *const pg_sys::Datum, i
 
 struct Key {
     column: usize,
+    strategy: u16,
     func: *mut pg_sys::FmgrInfo,
     collation: pg_sys::Oid,
     /// The right-hand side; several for `col = ANY (array)`, none for a NULL (matches nothing).
@@ -42,6 +46,8 @@ struct Key {
 pub struct KeyFilter {
     desc: pg_sys::TupleDesc,
     keys: Vec<Key>,
+    /// The tests of the keys that tags can check.
+    tags: TagFilter,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
     /// Reset after each element. Owned by the scan's memory context, which deletes it: never
@@ -75,10 +81,13 @@ impl KeyFilter {
             }
             let desc = (*(*scan).indexRelation).rd_att;
             let natts = (*desc).natts as usize;
-            let keys = (0..count).map(|i| key_of(&mut *(*scan).keyData.add(i))).collect();
+            let keys: Vec<Key> = (0..count).map(|i| key_of(&mut *(*scan).keyData.add(i))).collect();
+            let columns = TagColumns::of((*scan).indexRelation);
+            let tags = TagFilter::new(keys.iter().filter_map(|k| columns.test(k.column, k.strategy, &k.arguments)).collect());
             Some(KeyFilter {
                 desc,
                 keys,
+                tags,
                 values: vec![pg_sys::Datum::from(0usize); natts],
                 nulls: vec![true; natts],
                 scratch,
@@ -86,12 +95,23 @@ impl KeyFilter {
         }
     }
 
+    /// Can the filter directory's tags narrow this filter down?
+    pub fn uses_tags(&self) -> bool {
+        !self.tags.is_empty()
+    }
+
+    /// False when an element with this tag certainly fails the filter.
+    #[inline]
+    pub fn may_match(&self, tag: u64) -> bool {
+        self.tags.may_match(tag)
+    }
+
     /// Does an element with these extras satisfy every key?
     pub fn matches(&mut self, extras: &[u8]) -> bool {
         if extras.is_empty() {
             return false;
         }
-        let Self { desc, keys, values, nulls, scratch } = self;
+        let Self { desc, keys, values, nulls, scratch, .. } = self;
         // Operators may detoast or allocate: do it in a context reset after each element.
         // SAFETY: the closure allocates only in `scratch`, which is reset right after.
         let result = unsafe { PgMemoryContexts::For(*scratch).switch_to(|_| {
@@ -119,7 +139,7 @@ unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {
     } else {
         arguments.push(key.sk_argument);
     }
-    Key { column, func: &mut key.sk_func, collation: key.sk_collation, arguments }
+    Key { column, strategy: key.sk_strategy, func: &mut key.sk_func, collation: key.sk_collation, arguments }
 }
 
 /// Non-NULL elements of an array datum (the right side of `col = ANY (...)`).

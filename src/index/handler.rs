@@ -3,7 +3,9 @@
 
 use pgrx::prelude::*;
 
+use super::page::directory_capacity;
 use super::resumable::narrowed_ef;
+use super::tags::TagColumns;
 use super::{build, insert, options, scan, vacuum};
 
 #[pg_extern(sql = false)]
@@ -46,6 +48,10 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
 /// total cost, so a query without LIMIT never prefers the index (whose scan stops at
 /// `xhnsw.max_scan_tuples`). Each visit reads one element, mostly from shared buffers (the
 /// graph's hot part stays cached): a tenth of a random page read, plus a distance.
+///
+/// When the filter directory can check every filter clause and they match at most
+/// `xhnsw.exact_filter_limit` rows, the scan reads the directory sequentially (a tag test per
+/// element) and visits only the matches instead.
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(
     root: *mut pg_sys::PlannerInfo,
@@ -69,19 +75,30 @@ unsafe extern "C-unwind" fn amcostestimate(
         }
         let info = (*path).indexinfo;
         let tuples = (*info).tuples.max(1.0);
-        let m = index_m((*info).indexoid) as f64;
+        let (m, tags_check_clauses) = index_facts((*info).indexoid, path);
+        let m = m as f64;
         let ef = options::EF_SEARCH.get() as usize;
+        let per_visit = 0.1 * pg_sys::random_page_cost + pg_sys::cpu_index_tuple_cost + 4.0 * pg_sys::cpu_operator_cost;
 
         // Selectivity of the filter-column clauses (the ORDER BY has none).
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let filter_selectivity = costs.indexSelectivity.clamp(1.0 / tuples, 1.0);
+        let matches = filter_selectivity * tuples;
+        if tags_check_clauses && matches <= options::exact_filter_limit(tuples, ef) as f64 {
+            let entries_per_page = directory_capacity() as f64;
+            let directory = (tuples / entries_per_page).ceil() * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
+            *startup_cost = directory + matches * per_visit;
+            *total_cost = tuples * per_visit;
+            *selectivity = costs.indexSelectivity;
+            *correlation = 0.0;
+            *pages = (tuples / entries_per_page).ceil() + (matches / tuples * (*info).pages as f64).ceil();
+            return;
+        }
         // A selective filter narrows the first batch (resumable.rs).
         let ef = (if filter_selectivity < 0.5 { narrowed_ef(ef) } else { ef }) as f64;
         let cap = (options::MAX_SCAN_TUPLES.get() as f64).max(ef);
         let visited = ((8.0 * ef + tuples.ln() * m) / filter_selectivity).min(tuples).min(cap);
-
-        let per_visit = 0.1 * pg_sys::random_page_cost + pg_sys::cpu_index_tuple_cost + 4.0 * pg_sys::cpu_operator_cost;
         *startup_cost = visited * per_visit;
         *total_cost = tuples * per_visit;
         *selectivity = costs.indexSelectivity;
@@ -90,12 +107,42 @@ unsafe extern "C-unwind" fn amcostestimate(
     }
 }
 
-/// `m` of an index; the planner already holds a lock on it.
-unsafe fn index_m(oid: pg_sys::Oid) -> usize {
+/// `m` of an index, and whether the filter directory's tags can check each of the path's
+/// filter clauses (false when it has none); the planner already holds a lock on the index.
+unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize, bool) {
     unsafe {
         let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
         let (m, _) = options::index_options(index);
+        let tags = TagColumns::of(index);
         pg_sys::index_close(index, pg_sys::NoLock as _);
-        m
+        let info = (*path).indexinfo;
+        let clauses = (*path).indexclauses;
+        let mut checked = 0;
+        for i in 0..pg_sys::list_length(clauses) {
+            let clause = pg_sys::list_nth(clauses, i) as *mut pg_sys::IndexClause;
+            let column = (*clause).indexcol as usize;
+            let quals = (*clause).indexquals;
+            for j in 0..pg_sys::list_length(quals) {
+                let rinfo = pg_sys::list_nth(quals, j) as *mut pg_sys::RestrictInfo;
+                let Some(operator) = operator_of((*rinfo).clause) else { return (m, false) };
+                let strategy = pg_sys::get_op_opfamily_strategy(operator, *(*info).opfamily.add(column));
+                if !tags.checks(column, strategy as u16) {
+                    return (m, false);
+                }
+                checked += 1;
+            }
+        }
+        (m, checked > 0)
+    }
+}
+
+/// The operator of `col op value` or `col op ANY (array)`.
+unsafe fn operator_of(clause: *mut pg_sys::Expr) -> Option<pg_sys::Oid> {
+    unsafe {
+        match (*clause).type_ {
+            pg_sys::NodeTag::T_OpExpr => Some((*(clause as *mut pg_sys::OpExpr)).opno),
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => Some((*(clause as *mut pg_sys::ScalarArrayOpExpr)).opno),
+            _ => None,
+        }
     }
 }

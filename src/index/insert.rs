@@ -5,10 +5,12 @@
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
+use super::directory;
 use super::filter::extras_of;
 use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, SearchScratch};
 use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
+use super::tags::TagColumns;
 use crate::vector::Xvector;
 
 #[pg_guard]
@@ -31,7 +33,8 @@ pub unsafe extern "C-unwind" fn aminsert(
         PgMemoryContexts::new("xhnsw insert").switch_to(|_| {
             let vector = Xvector::from_datum_value(*values);
             let extras = extras_of(index, values, isnull);
-            insert_vector(index, tid, vector.as_slice(), &extras);
+            let tag = TagColumns::of(index).tag(values, isnull);
+            insert_vector(index, tid, vector.as_slice(), &extras, tag);
         });
     }
     false
@@ -51,8 +54,8 @@ pub fn check_element_fits(dims: usize, extras: &[u8]) {
 }
 
 /// Insert one vector (as given by the user; prepared here for the metric) and the row's
-/// filter-column values.
-pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8]) {
+/// filter-column values and their tag (tags.rs).
+pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8], tag: u64) {
     // Inserts share this lock; VACUUM's graph repair takes it exclusively.
     unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
     let mut store = PageStore::open(index);
@@ -67,7 +70,7 @@ pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32],
     if !join_duplicate(&store, &mut scratch, heap_tid, &vector, extras) {
         let seed = store.meta.elements ^ ((heap_tid.block as u64) << 16 | heap_tid.offset as u64);
         let level = LevelGenerator::new(&params, seed).next_level();
-        let id = add_element(&mut store, heap_tid, &vector, extras, level);
+        let id = add_element(&mut store, heap_tid, &vector, extras, tag, level);
         insert(&mut store, &mut scratch, &params, id, &vector, level);
     }
     unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
@@ -129,8 +132,9 @@ fn join_duplicate(
     true
 }
 
-/// Write a new element and its (empty) neighbour item on one page; returns the element's TID.
-fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], level: usize) -> Tid {
+/// Write a new element and its (empty) neighbour item on one page, and its filter directory
+/// entry in the same WAL record; returns the element's TID.
+fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], tag: u64, level: usize) -> Tid {
     let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector, extras);
     let neighbours = page::encode_neighbours(store.m, level);
     let needed = element.len() + neighbours.len() + 2 * std::mem::size_of::<pg_sys::ItemIdData>();
@@ -145,7 +149,7 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u
         None => (Locked::extend(store.index), true),
     };
     let block = locked.block();
-    let xlog = Xlog::begin(store.index, &locked, fresh);
+    let mut xlog = Xlog::begin(store.index, &locked, fresh);
     let id = unsafe {
         if fresh {
             page::init_page(xlog.page());
@@ -159,18 +163,27 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u
         std::ptr::copy_nonoverlapping(patched.as_ptr(), item, patched.len());
         Tid { block, offset: element_offset }
     };
+    let (directory_pages, directory_tail) = if store.meta.has_directory(store.index) {
+        directory::append(store.index, &mut xlog, id, tag)
+    } else {
+        (Vec::new(), None)
+    };
     xlog.finish();
+    drop(directory_pages);
     drop(locked);
-    bump_meta(store, block);
+    bump_meta(store, block, directory_tail);
     id
 }
 
-fn bump_meta(store: &mut PageStore, insert_page: u32) {
+fn bump_meta(store: &mut PageStore, insert_page: u32, directory_tail: Option<u32>) {
     let locked = Locked::read(store.index, META_BLOCK, true);
     let xlog = Xlog::begin(store.index, &locked, false);
     unsafe {
         let mut meta = page::read_meta(xlog.page());
         meta.insert_page = insert_page;
+        if let Some(tail) = directory_tail {
+            meta.directory_tail = tail;
+        }
         meta.elements += 1;
         page::write_meta(xlog.page(), &meta);
         // Keep our entry point view fresh: another insert may have raised it.

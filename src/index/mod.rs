@@ -1,11 +1,13 @@
 //! The xhnsw index access method, one file per part of an index's life:
 //! handler (AM routine, cost estimate), options (WITH options and GUCs), page (on-page format,
-//! buffers, WAL), store (the graph over pages), filter (filter columns and scan keys), build,
+//! buffers, WAL), store (the graph over pages), filter (filter columns and scan keys), tags and
+//! directory (the filter directory that selective filters read instead of the graph), build,
 //! insert, scan, vacuum, check
 //! (`xmodal.index_check`). graph.rs holds the HNSW algorithms with no Postgres types.
 
 pub mod build;
 pub mod check;
+pub mod directory;
 pub mod filter;
 pub mod graph;
 pub mod handler;
@@ -15,4 +17,5 @@ pub mod page;
 pub mod resumable;
 pub mod scan;
 pub mod store;
+pub mod tags;
 pub mod vacuum;

@@ -1,5 +1,6 @@
 //! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64)`) and GUCs
-//! (`xhnsw.ef_search`, `xhnsw.max_scan_tuples`, `xhnsw.strict_order`).
+//! (`xhnsw.ef_search`, `xhnsw.max_scan_tuples`, `xhnsw.strict_order`,
+//! `xhnsw.exact_filter_limit`).
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -11,6 +12,21 @@ pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static STRICT_ORDER: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static EXACT_FILTER_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(-1);
+
+/// Most index elements a filtered scan ranks exactly (found through the filter directory)
+/// instead of searching the graph; `elements` is the index's size. A graph search under a
+/// filter that a fraction p of the elements pass visits about EXACT_VERSUS_GRAPH * ef / p
+/// elements; ranking the k = p * elements matches exactly reads k. The two meet at
+/// k = sqrt(EXACT_VERSUS_GRAPH * ef * elements) (calibrated in bench/README.md).
+pub fn exact_filter_limit(elements: f64, ef: usize) -> usize {
+    const EXACT_VERSUS_GRAPH: f64 = 8.0;
+    let limit = match EXACT_FILTER_LIMIT.get() {
+        -1 => (EXACT_VERSUS_GRAPH * ef as f64 * elements).sqrt() as usize,
+        n => n as usize,
+    };
+    limit.min(MAX_SCAN_TUPLES.get() as usize)
+}
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -48,6 +64,16 @@ pub fn init() {
         c"Never return a row closer than one already returned",
         c"Off (default): rows come in near distance order and none is lost. On: exact order, but rows the search finds late are skipped.",
         &STRICT_ORDER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"xhnsw.exact_filter_limit",
+        c"Most matching index elements a filtered xhnsw scan ranks exactly instead of searching the graph",
+        c"When the filter-column clauses match at most this many elements, the scan finds them in the index's filter directory and returns them in exact distance order. -1 (default): chosen from the index size and xhnsw.ef_search; 0: always search the graph.",
+        &EXACT_FILTER_LIMIT,
+        -1,
+        i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -18,11 +18,14 @@ use std::ptr;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
-pub const VERSION: u32 = 1;
+/// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
+pub const VERSION: u32 = 2;
+const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
 const ELEMENT_KIND: u8 = 1;
 const NEIGHBOUR_KIND: u8 = 2;
+const DIRECTORY_KIND: u8 = 3;
 const FLAG_DELETED: u8 = 1;
 
 /// An item's address: the graph's node id, and what heap TIDs are made of.
@@ -128,6 +131,17 @@ pub struct MetaPage {
     pub insert_page: u32,
     /// Elements ever created (level generator seed for inserts).
     pub elements: u64,
+    /// First and last page of the filter directory; META_BLOCK while it has none (also in
+    /// version 1 metapages, whose bytes here are the zeroes of PageInit).
+    pub directory_head: u32,
+    pub directory_tail: u32,
+}
+
+impl MetaPage {
+    /// Does this index keep a filter directory (of all its elements)?
+    pub fn has_directory(&self, index: pg_sys::Relation) -> bool {
+        self.version >= 2 && unsafe { (*(*index).rd_att).natts > 1 }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,6 +321,101 @@ pub(crate) fn is_element(item: *const u8) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Filter directory pages (directory.rs). Each holds one item: a count, then the tags of up to
+// `directory_capacity()` elements as one array (what a scan reads), then their TIDs in the same
+// order. The special space holds the next directory page.
+
+const DIRECTORY_SPECIAL_SIZE: usize = 8;
+const DIRECTORY_HEADER_SIZE: usize = 8;
+
+/// Entries per directory page (581 with 8 kB pages).
+pub fn directory_capacity() -> usize {
+    let space = page_usable_space() - DIRECTORY_SPECIAL_SIZE - std::mem::size_of::<pg_sys::ItemIdData>();
+    (space - DIRECTORY_HEADER_SIZE - 7) / (8 + TID_SIZE) // 7: the item is MAXALIGNed
+}
+
+fn directory_item_size() -> usize {
+    DIRECTORY_HEADER_SIZE + directory_capacity() * (8 + TID_SIZE)
+}
+
+/// A fresh directory page: its (empty) item, no next page.
+pub(crate) fn init_directory_page(page: pg_sys::Page) {
+    unsafe {
+        pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, DIRECTORY_SPECIAL_SIZE);
+        set_next_directory_page(page, META_BLOCK);
+        let mut item = vec![0u8; directory_item_size()];
+        item[0] = DIRECTORY_KIND;
+        add_item(page, &item);
+    }
+}
+
+/// The directory item of a page, or None when the page holds none.
+unsafe fn directory_item(page: pg_sys::Page) -> Option<*mut u8> {
+    unsafe { item_ptr(page, 1).filter(|&item| *item == DIRECTORY_KIND) }
+}
+
+/// The tags of a directory page and, by position, the TID of each one's element.
+pub struct DirectoryEntries<'a> {
+    pub tags: &'a [u64],
+    tids: &'a [u8],
+}
+
+impl DirectoryEntries<'_> {
+    pub fn element(&self, position: usize) -> Tid {
+        Tid::read(&self.tids[position * TID_SIZE..])
+    }
+}
+
+/// # Safety
+/// `page` must be a locked page; the result borrows it.
+pub unsafe fn directory_entries<'a>(page: pg_sys::Page) -> Option<DirectoryEntries<'a>> {
+    unsafe {
+        let item = directory_item(page)?;
+        let count = (u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize).min(directory_capacity());
+        let tags = std::slice::from_raw_parts(item.add(DIRECTORY_HEADER_SIZE) as *const u64, count);
+        let tids_start = DIRECTORY_HEADER_SIZE + directory_capacity() * 8;
+        let tids = std::slice::from_raw_parts(item.add(tids_start), count * TID_SIZE);
+        Some(DirectoryEntries { tags, tids })
+    }
+}
+
+/// Append an entry to a directory page; false when it is full.
+///
+/// # Safety
+/// `page` must be a writable directory page.
+pub unsafe fn push_directory_entry(page: pg_sys::Page, element: Tid, tag: u64) -> bool {
+    unsafe {
+        let Some(item) = directory_item(page) else { return false };
+        let count = u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize;
+        let capacity = directory_capacity();
+        if count >= capacity {
+            return false;
+        }
+        ptr::write_unaligned(item.add(DIRECTORY_HEADER_SIZE + count * 8) as *mut u64, tag);
+        let tid = std::slice::from_raw_parts_mut(item.add(DIRECTORY_HEADER_SIZE + capacity * 8 + count * TID_SIZE), TID_SIZE);
+        element.write(tid);
+        let count = (count as u16 + 1).to_le_bytes();
+        *item.add(2) = count[0];
+        *item.add(3) = count[1];
+        true
+    }
+}
+
+/// The directory page after this one, or META_BLOCK for the last.
+///
+/// # Safety
+/// `page` must be a locked directory page.
+pub unsafe fn next_directory_page(page: pg_sys::Page) -> u32 {
+    unsafe { ptr::read_unaligned(pg_sys::PageGetSpecialPointer(page) as *const u32) }
+}
+
+/// # Safety
+/// `page` must be a writable directory page.
+pub unsafe fn set_next_directory_page(page: pg_sys::Page, next: u32) {
+    unsafe { ptr::write_unaligned(pg_sys::PageGetSpecialPointer(page) as *mut u32, next) }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Buffers
 
 /// A pinned and locked buffer, released on drop (also when an ERROR unwinds through Rust).
@@ -411,6 +520,13 @@ impl Xlog {
         self.page
     }
 
+    /// Add another buffer to the same record (GenericXLog takes up to four): the changes to
+    /// all of them are replayed together or not at all.
+    pub(crate) fn register(&mut self, locked: &Locked, full_image: bool) -> pg_sys::Page {
+        let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+        unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, locked.buffer, flags) }
+    }
+
     pub fn finish(mut self) {
         unsafe { pg_sys::GenericXLogFinish(self.state) };
         self.state = ptr::null_mut();
@@ -436,7 +552,7 @@ pub unsafe fn read_meta(page: pg_sys::Page) -> MetaPage {
     if meta.magic != MAGIC {
         pgrx::error!("xhnsw: index metapage is corrupt (bad magic number)");
     }
-    if meta.version != VERSION {
+    if !(OLDEST_READABLE_VERSION..=VERSION).contains(&meta.version) {
         pgrx::error!("xhnsw: index has format version {}, this build reads {}: REINDEX it", meta.version, VERSION);
     }
     meta
@@ -510,6 +626,9 @@ mod tests {
     #[test]
     fn sizes_fit_a_page() {
         assert!(element_size(2000, 0) <= page_usable_space() - 8);
+        let directory = (directory_item_size() + 7) / 8 * 8;
+        assert!(directory + 4 + DIRECTORY_SPECIAL_SIZE <= page_usable_space(), "{directory}");
+        assert_eq!(directory_capacity(), 581);
         for m in [2, 16, 48, 100] {
             let top = max_level_for(m);
             assert!(top >= 4, "m={m} top={top}");

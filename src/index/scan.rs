@@ -1,16 +1,20 @@
 //! Index scans for `ORDER BY emb <op> query LIMIT k`: descend from the entry point, then a
 //! resumable layer-0 search hands out results in (near) distance order, batch by batch, for
 //! as long as the executor keeps asking (rows removed by a WHERE clause), up to
-//! `xhnsw.max_scan_tuples` visited elements. A NULL query (or a zero query under cosine, whose
-//! distances are all NaN) returns every indexed row in physical order, as a plain scan would.
+//! `xhnsw.max_scan_tuples` visited elements. A filter that matches few elements (at most
+//! `xhnsw.exact_filter_limit`) is answered from the filter directory instead: its matches are
+//! ranked exactly, with no graph search at all. A NULL query (or a zero query under cosine,
+//! whose distances are all NaN) returns every indexed row in physical order, as a plain scan
+//! would.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::collections::VecDeque;
 
+use super::directory;
 use super::filter::{child_context, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
-use super::options::{EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
+use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{self, Locked, Tid};
 use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
@@ -106,7 +110,10 @@ pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     let store = PageStore::open(index);
     if state.mode.is_none() {
-        state.mode = Some(start(&store, state.query.as_deref()));
+        state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut(), &mut state.pending));
+        if !state.pending.is_empty() {
+            return true;
+        }
     }
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
@@ -149,18 +156,49 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     }
 }
 
-fn start(store: &PageStore, query: Option<&[f32]>) -> Mode {
+/// How the scan will run; when the filter's matches are ranked exactly, they are all queued in
+/// `pending` right away and the scan is Done after them.
+fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter>, pending: &mut VecDeque<Tid>) -> Mode {
     let Some(query) = query else { return Mode::Sequential(1) };
     if store.dims != 0 && query.len() != store.dims {
         crate::vector::error::VectorError::dimension_mismatch(store.dims, query.len()).raise();
     }
     let Some(prepared) = store.metric.prepare(query) else { return Mode::Sequential(1) };
+    if let Some(ranked) = filter.and_then(|filter| rank_exactly(store, &prepared, filter)) {
+        pending.extend(ranked);
+        return Mode::Done;
+    }
     let options = ResumableOptions {
         max_visited: MAX_SCAN_TUPLES.get() as usize,
         strict: STRICT_ORDER.get(),
         ..ResumableOptions::new(EF_SEARCH.get() as usize)
     };
     Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())))
+}
+
+/// A selective filter's matches in exact distance order (their heap TIDs): the elements whose
+/// tags pass, found in the filter directory, each read, checked against the filter and
+/// measured. None when the index has no directory, tags cannot narrow this filter, or more than
+/// `xhnsw.exact_filter_limit` elements may match (then the graph search costs less).
+fn rank_exactly(store: &PageStore, query: &[f32], filter: &mut KeyFilter) -> Option<Vec<Tid>> {
+    if !filter.uses_tags() || !store.meta.has_directory(store.index) {
+        return None;
+    }
+    let limit = exact_filter_limit(store.meta.elements as f64, EF_SEARCH.get() as usize);
+    if limit == 0 {
+        return None;
+    }
+    let candidates = directory::matching(store.index, &store.meta, |tag| filter.may_match(tag), limit)?;
+    let mut ranked: Vec<(f32, Vec<Tid>)> = Vec::with_capacity(candidates.len());
+    for id in candidates {
+        store.with_element(id, |e| {
+            if !e.deleted && filter.matches(e.extras) {
+                ranked.push((store.metric.distance(query, e.vector), e.heap_tids.clone()));
+            }
+        });
+    }
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(ranked.into_iter().flat_map(|(_, tids)| tids).collect())
 }
 
 /// Heap TIDs of every live element on one page that passes the filter.
