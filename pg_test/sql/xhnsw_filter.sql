@@ -95,7 +95,7 @@ SELECT label, lim, min_rows, recall >= 0.95 AS recall_ok, path FROM cases, check
 SELECT label, min_rows, recall >= 0.95 AS recall_ok, path FROM more_cases, check_filter(cond, 10);
 RESET xhnsw.exact_filter_limit;
 -- The directory saves work: 10 rows match r = 35 (in a cluster no query is near). Buffers one
--- query touches, all nodes together: the directory (25 pages) and the 10 matches, against a
+-- query touches, all nodes together: the directory (18 pages) and the 10 matches, against a
 -- graph search through the non-matching elements.
 CREATE FUNCTION buffers_of(query text) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE line text;
@@ -137,7 +137,7 @@ CREATE TABLE hy_labelled AS SELECT id, emb, 'label-' || (id % 4) AS label FROM h
 CREATE INDEX ON hy_labelled USING xhnsw (emb, label);
 SELECT count(*) AS rows, bool_and(label = 'label-2') AS all_match
 FROM (SELECT label FROM hy_labelled WHERE label = 'label-2' ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 2) LIMIT 25) s;
--- An index built empty gets its directory from inserts: 2,000 rows fill five directory pages,
+-- An index built empty gets its directory from inserts: 2,000 rows fill four directory pages,
 -- and every group's rows come back in exact distance order (the same ids as a sorted scan).
 CREATE TABLE hy_grown (id int, emb xvector(12), g int);
 CREATE INDEX hy_grown_idx ON hy_grown USING xhnsw (emb, g);

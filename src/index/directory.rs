@@ -1,9 +1,9 @@
 //! The filter directory of an index with filter columns: a chain of pages listing every
 //! element's TID with the tag of its filter values (tags.rs), 581 to a page, the tags of a page
-//! in one array so that a scan tests them in a tight loop. A filtered
-//! scan whose filter matches few rows reads it instead of walking the graph: the tags name
-//! the elements that may match, and the scan ranks just those exactly (scan.rs). Without it a
-//! 1% filter makes the graph search visit some hundred elements for each one that matches.
+//! in one array so that a scan tests them in a tight loop. A filtered scan whose filter matches
+//! few rows reads it instead of walking the graph: the tags name the elements that may match,
+//! and the scan ranks just those exactly (scan.rs). Without it a 1% filter makes the graph
+//! search visit some hundred elements for each one that matches.
 //!
 //! The build writes the directory after the graph's pages. An insert adds the entry of a new
 //! element in the same WAL record as the element itself, so after a crash the directory lists
