@@ -336,7 +336,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     }
     drop(current);
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
-    let directory = if unsafe { (*(*state.index).rd_att).natts > 1 } {
+    let directory = if page::has_filter_columns(state.index) {
         directory::write_built(state.index, last_block + 1, element_tid.iter().copied().zip(state.tags.iter().copied()))
     } else {
         (META_BLOCK, META_BLOCK)

@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::directory;
 use super::page::{self, Locked, Tid};
 
 struct Node {
@@ -92,21 +93,15 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
 fn directory_mismatches(index: pg_sys::Relation, head: u32, nodes: &HashMap<Tid, Node>) -> i64 {
     let mut listed = HashSet::new();
     let mut problems = 0i64;
-    let mut block = head;
-    while block != page::META_BLOCK {
-        let locked = Locked::read(index, block, false);
-        unsafe {
-            if let Some(entries) = page::directory_entries(locked.page()) {
-                for position in 0..entries.tags.len() {
-                    let element = entries.element(position);
-                    if !nodes.contains_key(&element) || !listed.insert(element) {
-                        problems += 1;
-                    }
-                }
+    directory::for_each_page(index, head, |entries| {
+        for position in 0..entries.tags.len() {
+            let element = entries.element(position);
+            if !nodes.contains_key(&element) || !listed.insert(element) {
+                problems += 1;
             }
-            block = page::next_directory_page(locked.page());
         }
-    }
+        std::ops::ControlFlow::Continue(())
+    });
     problems + nodes.keys().filter(|id| !listed.contains(id)).count() as i64
 }
 

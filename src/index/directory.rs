@@ -15,8 +15,9 @@
 //! and cannot both extend it.
 
 use pgrx::pg_sys;
+use std::ops::ControlFlow;
 
-use super::page::{self, Locked, MetaPage, Tid, Xlog, META_BLOCK};
+use super::page::{self, DirectoryEntries, Locked, MetaPage, Tid, Xlog, META_BLOCK};
 
 /// Write the directory of a freshly built graph on new pages from `first_block` on (the build
 /// logs all pages afterwards); returns its head and tail, META_BLOCK for none.
@@ -47,13 +48,14 @@ pub fn write_built(index: pg_sys::Relation, first_block: u32, entries: impl Iter
 /// creates the element. Returns the buffers to release after `xlog.finish()`, and the new
 /// tail when the directory grew (the caller records it in the metapage as a hint).
 pub fn append(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: u64) -> (Vec<Locked>, Option<u32>) {
-    let meta = page::read_meta_of(index);
+    let mut meta = page::read_meta_of(index);
     if meta.directory_head == META_BLOCK {
         if let Some(held) = start_directory(index, xlog, element, tag) {
             return held;
         }
+        meta = page::read_meta_of(index); // another insert started it
     }
-    let tail = lock_tail(index, page::read_meta_of(index).directory_tail);
+    let tail = lock_tail(index, meta.directory_tail);
     let tail_page = xlog.register(&tail, false);
     if unsafe { page::push_directory_entry(tail_page, element, tag) } {
         return (vec![tail], None);
@@ -90,14 +92,48 @@ fn start_directory(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: 
 
 /// The last directory page, locked exclusively: from the metapage's hint, follow the chain.
 fn lock_tail(index: pg_sys::Relation, hint: u32) -> Locked {
-    let mut locked = Locked::read(index, hint, true);
-    loop {
-        let next = unsafe { page::next_directory_page(locked.page()) };
-        if next == META_BLOCK {
+    let blocks = block_count(index);
+    let mut block = hint;
+    for _ in 0..blocks {
+        if block >= blocks {
+            break;
+        }
+        let locked = Locked::read(index, block, true);
+        if !unsafe { page::is_directory_page(locked.page()) } {
+            break;
+        }
+        block = unsafe { page::next_directory_page(locked.page()) };
+        if block == META_BLOCK {
             return locked;
         }
+    }
+    corrupt(index)
+}
+
+/// Visit the directory's pages in chain order from `head`, each under a share lock, until
+/// `visit` breaks. A chain that leaves the relation, reaches another kind of page or loops is
+/// corrupt: ERROR.
+pub fn for_each_page(index: pg_sys::Relation, head: u32, mut visit: impl FnMut(&DirectoryEntries) -> ControlFlow<()>) {
+    let blocks = block_count(index);
+    let mut block = head;
+    for _ in 0..blocks {
+        if block == META_BLOCK {
+            return;
+        }
+        if block >= blocks {
+            break;
+        }
+        let locked = Locked::read(index, block, false);
+        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { break };
+        if visit(&entries).is_break() {
+            return;
+        }
+        block = unsafe { page::next_directory_page(locked.page()) };
         drop(locked);
-        locked = Locked::read(index, next, true);
+        pgrx::check_for_interrupts!();
+    }
+    if block != META_BLOCK {
+        corrupt(index)
     }
 }
 
@@ -105,25 +141,35 @@ fn lock_tail(index: pg_sys::Relation, hint: u32) -> Locked {
 /// than `limit` (the caller then searches the graph instead).
 pub fn matching(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, limit: usize) -> Option<Vec<Tid>> {
     let mut found = Vec::new();
-    let mut block = meta.directory_head;
-    while block != META_BLOCK {
-        let locked = Locked::read(index, block, false);
-        unsafe {
-            if let Some(entries) = page::directory_entries(locked.page()) {
-                for (position, &tag) in entries.tags.iter().enumerate() {
-                    if may_match(tag) {
-                        if found.len() == limit {
-                            return None;
-                        }
-                        found.push(entries.element(position));
-                    }
+    let mut over = false;
+    for_each_page(index, meta.directory_head, |entries| {
+        for (position, &tag) in entries.tags.iter().enumerate() {
+            if may_match(tag) {
+                if found.len() == limit {
+                    over = true;
+                    return ControlFlow::Break(());
                 }
+                found.push(entries.element(position));
             }
-            block = page::next_directory_page(locked.page());
         }
-        drop(locked);
-        pgrx::check_for_interrupts!();
+        ControlFlow::Continue(())
+    });
+    if over {
+        return None;
     }
     found.sort_unstable();
     Some(found)
+}
+
+fn block_count(index: pg_sys::Relation) -> u32 {
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
+}
+
+fn corrupt(index: pg_sys::Relation) -> ! {
+    let name = unsafe { std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) };
+    pgrx::ereport!(
+        ERROR,
+        pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!("xhnsw: the filter directory of index \"{}\" is corrupt; REINDEX it", name.to_string_lossy())
+    );
 }

@@ -140,8 +140,13 @@ pub struct MetaPage {
 impl MetaPage {
     /// Does this index keep a filter directory (of all its elements)?
     pub fn has_directory(&self, index: pg_sys::Relation) -> bool {
-        self.version >= 2 && unsafe { (*(*index).rd_att).natts > 1 }
+        self.version >= 2 && has_filter_columns(index)
     }
+}
+
+/// Columns after the vector (filter columns), which a filter directory serves.
+pub fn has_filter_columns(index: pg_sys::Relation) -> bool {
+    unsafe { (*(*index).rd_att).natts > 1 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,9 +354,24 @@ pub(crate) fn init_directory_page(page: pg_sys::Page) {
     }
 }
 
-/// The directory item of a page, or None when the page holds none.
+/// The directory item of a page; None unless it is a directory page (the special space and
+/// the item have the directory's sizes), so that a corrupt chain cannot lead reads astray.
 unsafe fn directory_item(page: pg_sys::Page) -> Option<*mut u8> {
-    unsafe { item_ptr(page, 1).filter(|&item| *item == DIRECTORY_KIND) }
+    unsafe {
+        let special = pg_sys::BLCKSZ as usize - (*(page as *const pg_sys::PageHeaderData)).pd_special as usize;
+        if special != DIRECTORY_SPECIAL_SIZE {
+            return None;
+        }
+        let item = item_ptr(page, 1)?;
+        let length = (*pg_sys::PageGetItemId(page, 1)).lp_len() as usize;
+        (length >= directory_item_size() && *item == DIRECTORY_KIND).then_some(item)
+    }
+}
+
+/// # Safety
+/// `page` must be a locked page.
+pub unsafe fn is_directory_page(page: pg_sys::Page) -> bool {
+    unsafe { directory_item(page).is_some() }
 }
 
 /// The tags of a directory page and, by position, the TID of each one's element.
@@ -404,7 +424,7 @@ pub unsafe fn push_directory_entry(page: pg_sys::Page, element: Tid, tag: u64) -
 /// The directory page after this one, or META_BLOCK for the last.
 ///
 /// # Safety
-/// `page` must be a locked directory page.
+/// `page` must be a locked directory page (`is_directory_page`).
 pub unsafe fn next_directory_page(page: pg_sys::Page) -> u32 {
     unsafe { ptr::read_unaligned(pg_sys::PageGetSpecialPointer(page) as *const u32) }
 }
