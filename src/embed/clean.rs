@@ -21,14 +21,21 @@ pub fn clean_openclip(text: &str) -> String {
         .to_lowercase()
 }
 
-/// ftfy's `fix_text`: line by line, each line repeatedly fixed until it no longer changes.
+/// Most `fix_once` passes per line. ftfy repeats until nothing changes, but each pass removes
+/// only one level of HTML escaping, so `&amp;amp;amp;...` would cost one pass over the whole line
+/// per level (quadratic: minutes for 256 KiB). Real text needs two or three passes; deeper
+/// nesting keeps its remaining `amp;`s.
+const MAX_FIX_PASSES: usize = 8;
+
+/// ftfy's `fix_text`: line by line, each line fixed again until it no longer changes (at most
+/// `MAX_FIX_PASSES` times).
 fn fix_text(text: &str) -> String {
     let mut unescape = true;
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         unescape &= !line.contains('<');
         let mut current = line.to_string();
-        loop {
+        for _ in 0..MAX_FIX_PASSES {
             let next = fix_once(&current, unescape);
             if next == current {
                 break;
@@ -327,5 +334,49 @@ mod tests {
         assert_eq!(clean_openclip("x < &ldquo;y&rdquo;"), "x < “y”");
         assert_eq!(clean_openclip("&ldquo;y&rdquo; &amp;amp;amp;"), "\"y\" &");
         assert_eq!(clean_openclip(" \u{feff}\u{0}\t"), "");
+    }
+
+    #[test]
+    fn nested_escapes_take_bounded_passes() {
+        // Before the cap this ran one pass per level: about 65 535 passes over 256 KiB.
+        let levels = 65_535;
+        let text = format!("&{}", "amp;".repeat(levels));
+        let left = levels - MAX_FIX_PASSES - 2; // fix_text's passes, then two html_unescape
+        assert_eq!(clean_openclip(&text), format!("&{}", "amp;".repeat(left)));
+    }
+
+    // Fuzzing (fuzz/README.md): any text, and text built from the pieces the clean-up parses.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pieces() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "&", "amp;", "&#", "x", "1F600", "39", ";", "#", "lt", "<", "\n", "\u{1b}[", "31m",
+                "\u{93}", "ﬁ", "Ａ", "\u{3000}", "“", "\u{feff}", "\u{0}", "é", "e\u{301}", " ",
+            ]);
+            prop::collection::vec(piece, 0..200).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn clean_any_text(text in any::<String>()) {
+                let cleaned = clean_openclip(&text);
+                prop_assert!(!cleaned.starts_with(' ') && !cleaned.ends_with(' '));
+            }
+
+            #[test]
+            fn clean_escape_soup(text in pieces()) {
+                let cleaned = clean_openclip(&text);
+                prop_assert!(!cleaned.contains('\u{feff}'), "BOM left in {:?}", cleaned);
+            }
+
+            #[test]
+            fn nesting_strips_a_bounded_number_of_levels(levels in 0usize..3000) {
+                let text = format!("&{}", "amp;".repeat(levels));
+                let left = levels.saturating_sub(MAX_FIX_PASSES + 2);
+                prop_assert_eq!(clean_openclip(&text), format!("&{}", "amp;".repeat(left)));
+            }
+        }
     }
 }

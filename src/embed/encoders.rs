@@ -19,7 +19,7 @@ use super::report::{raise, raise_embed, OrRaise};
 use super::session::{ImageEncoder, Placement, TextEncoder};
 use super::settings::{self, DeviceSetting};
 use super::stats::{Counters, Stats};
-use super::tokenize::TokenizedText;
+use super::tokenize::{self, TokenizedText};
 use super::Modality;
 
 /// A model as this backend knows it.
@@ -46,6 +46,9 @@ pub(super) trait Tower: Sized {
     fn prepare(&mut self, input: &Self::Input) -> Result<Self::Prepared, EmbedError>;
     /// One inference over the whole batch.
     fn infer(&mut self, batch: &[Self::Prepared]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// The bytes of `input` its embedding depends on, which key the cache; an input too large
+    /// to embed is refused here, before it is hashed.
+    fn cache_bytes(input: &Self::Input) -> Result<&[u8], EmbedError>;
 }
 
 impl Tower for TextEncoder {
@@ -69,6 +72,9 @@ impl Tower for TextEncoder {
     }
     fn infer(&mut self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_tokens(batch)
+    }
+    fn cache_bytes(input: &str) -> Result<&[u8], EmbedError> {
+        Ok(tokenize::prefix(input, tokenize::MAX_TEXT_BYTES).as_bytes())
     }
 }
 
@@ -98,6 +104,16 @@ impl Tower for ImageEncoder {
     }
     fn infer(&mut self, batch: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_pixels(batch)
+    }
+    fn cache_bytes(input: &[u8]) -> Result<&[u8], EmbedError> {
+        let limit = settings::image_limits().max_bytes;
+        if input.len() > limit {
+            return Err(EmbedError::ImageTooLarge {
+                bytes: input.len(),
+                limit,
+            });
+        }
+        Ok(input)
     }
 }
 
@@ -200,7 +216,7 @@ fn with_tower<T: Tower, R>(entry: &Entry, f: impl FnOnce(&mut T) -> R) -> R {
         if T::slot(loaded).is_none() {
             let config = match loaded.config.take() {
                 Some(config) => config,
-                None => ModelConfig::load(&entry.path).or_raise(name),
+                None => registry::load_config(&entry.path).or_raise(name),
             };
             let tower = load::<T>(name, &config);
             loaded.config = Some(config);
@@ -265,7 +281,8 @@ fn run<T: Tower>(
 pub(super) fn embed<T: Tower>(model: Option<&str>, input: &T::Input) -> Vec<f32> {
     let name = model_name(model);
     let entry = resolve(&name);
-    let key = CACHE.with(|c| c.borrow().key(entry.id, T::MODALITY, input.as_ref()));
+    let bytes = T::cache_bytes(input).unwrap_or_else(|error| raise_embed(error, &name, None));
+    let key = CACHE.with(|c| c.borrow().key(entry.id, T::MODALITY, bytes));
     let hit = CACHE.with(|c| c.borrow_mut().get(&key));
     if let Some(embedding) = hit {
         count(&name, T::MODALITY, |c| {
@@ -292,28 +309,33 @@ pub(super) fn embed<T: Tower>(model: Option<&str>, input: &T::Input) -> Vec<f32>
     embedding
 }
 
+/// Refuses a batch of more than `xmodal.max_batch` elements, NULLs included (checked before the
+/// elements are copied, since NULLs cost memory too).
+pub(super) fn check_batch_size(elements: usize) {
+    if elements > settings::max_batch() {
+        raise(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "{elements} array elements in one call, more than xmodal.max_batch ({})",
+                settings::max_batch()
+            ),
+            Some("NULL elements count too."),
+        );
+    }
+}
+
 /// Embeddings of all non-NULL `inputs` in one inference; NULL inputs give NULL.
 pub(super) fn embed_batch<T: Tower>(
     model: Option<&str>,
     inputs: &[Option<&T::Input>],
 ) -> Vec<Option<Vec<f32>>> {
     let name = model_name(model);
+    check_batch_size(inputs.len());
     let (positions, values): (Vec<usize>, Vec<&T::Input>) = inputs
         .iter()
         .enumerate()
         .filter_map(|(at, input)| input.map(|i| (at, i)))
         .unzip();
-    if values.len() > settings::max_batch() {
-        raise(
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "{} values in one call, more than xmodal.max_batch ({})",
-                values.len(),
-                settings::max_batch()
-            ),
-            None,
-        );
-    }
     let entry = resolve(&name);
     let mut out = vec![None; inputs.len()];
     if values.is_empty() {

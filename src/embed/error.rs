@@ -16,6 +16,12 @@ pub enum EmbedError {
     ImageTooLarge { bytes: usize, limit: usize },
     /// The image header announces more pixels than allowed (checked before decoding). SQLSTATE 54000.
     ImageTooManyPixels { width: u32, height: u32, limit: u64 },
+    /// Decoding, orienting and converting the image to RGB would need more memory than the
+    /// pixel limit allows (`max_pixels * 8` bytes, counting every copy). SQLSTATE 54000.
+    ImageTooMuchMemory { width: u32, height: u32, bytes: u64, limit: u64 },
+    /// A buffer whose size comes from the input could not be allocated. SQLSTATE 53200
+    /// (out_of_memory).
+    OutOfMemory(String),
     /// Not an image format this build decodes (JPEG, PNG, WebP, GIF, BMP, TIFF).
     /// SQLSTATE 22023.
     UnsupportedImage(String),
@@ -64,6 +70,16 @@ impl fmt::Display for EmbedError {
                 f,
                 "image is {width}x{height} pixels, more than the limit of {limit} pixels"
             ),
+            ImageTooMuchMemory {
+                width,
+                height,
+                bytes,
+                limit,
+            } => write!(
+                f,
+                "image is {width}x{height} pixels and would need {bytes} bytes to decode, orient and convert, more than the limit of {limit} bytes"
+            ),
+            OutOfMemory(what) => write!(f, "out of memory: {what}"),
             UnsupportedImage(what) => write!(
                 f,
                 "unsupported image format ({what}); supported: JPEG, PNG, WebP, GIF, BMP, TIFF"

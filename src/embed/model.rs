@@ -22,6 +22,15 @@ use super::preprocess::{CropRounding, PreprocessConfig};
 use super::tokenize::TextCleanup;
 
 pub const CONFIG_FILE: &str = "xmodal.json";
+/// Caps on what a model directory may ask of every backend that embeds with it.
+pub const MAX_CONTEXT_LENGTH: usize = 1024;
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// xmodal.json, config.json and preprocessor_config.json are a few kB.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// CLIP's tokenizer.json is 2-4 MB; multilingual vocabularies reach about 20 MB.
+pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
+/// The JSON files a directory may hold, read before the tower files are known.
+const JSON_FILES: [&str; 3] = [CONFIG_FILE, "config.json", "preprocessor_config.json"];
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
@@ -105,6 +114,24 @@ struct ImageSettings {
 }
 
 impl ModelConfig {
+    /// `load`, with every file the model opens required to resolve (symbolic links followed)
+    /// inside the canonical directory `root`: checked before each JSON file is read and before
+    /// the tokenizer and ONNX files are handed to their loaders.
+    pub fn load_within(dir: &Path, root: &Path) -> Result<Self, EmbedError> {
+        for name in JSON_FILES {
+            let path = dir.join(name);
+            if path.exists() {
+                require_inside(&path, root)?;
+            }
+        }
+        let config = Self::load(dir)?;
+        let text = config.text.iter().flat_map(|t| [&t.model, &t.tokenizer]);
+        for path in text.chain(config.image.iter().map(|i| &i.model)) {
+            require_inside(path, root)?;
+        }
+        Ok(config)
+    }
+
     /// Reads `dir`; every file the model needs must exist.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
         if !dir.is_dir() {
@@ -133,6 +160,32 @@ impl ModelConfig {
     }
 }
 
+/// Refuses `path` unless it resolves to a file inside `root` (already canonical).
+fn require_inside(path: &Path, root: &Path) -> Result<(), EmbedError> {
+    match std::fs::canonicalize(path) {
+        Ok(real) if real.starts_with(root) => Ok(()),
+        Ok(_) => Err(config_error(
+            path,
+            format!("resolves outside {}", root.display()),
+        )),
+        Err(e) => Err(config_error(path, e.to_string())),
+    }
+}
+
+/// The whole of a file of at most `max` bytes; a larger one is refused without reading it.
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
+}
+
 fn config_error(path: &Path, reason: String) -> EmbedError {
     EmbedError::InvalidConfig {
         path: path.to_path_buf(),
@@ -157,8 +210,8 @@ fn read_overrides(dir: &Path) -> Result<Settings, EmbedError> {
 }
 
 fn read_json(path: &Path) -> Result<Value, EmbedError> {
-    let text = std::fs::read_to_string(path).map_err(|e| config_error(path, e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| config_error(path, e.to_string()))
+    let bytes = read_limited(path, MAX_CONFIG_BYTES).map_err(|e| config_error(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| config_error(path, e.to_string()))
 }
 
 fn openclip_defaults() -> Settings {
@@ -378,10 +431,10 @@ fn text_config(
         a.or(b).ok_or_else(|| missing(path, what))
     };
     let context_length = t.context_length.or(bt.context_length).unwrap_or(77);
-    if context_length < 2 {
+    if !(2..=MAX_CONTEXT_LENGTH).contains(&context_length) {
         return Err(config_error(
             path,
-            "text.context_length must be at least 2".into(),
+            format!("text.context_length {context_length} must be between 2 and {MAX_CONTEXT_LENGTH}"),
         ));
     }
     let tokenizer = inside(
@@ -418,7 +471,13 @@ fn image_config(
         .or(bi.resize)
         .ok_or_else(|| missing(path, "image.resize"))?;
     let crop = i.crop.or(bi.crop).unwrap_or(resize);
-    if resize == 0 || crop == 0 || crop > resize {
+    if resize == 0 || resize > MAX_IMAGE_SIDE {
+        return Err(config_error(
+            path,
+            format!("image.resize {resize} must be between 1 and {MAX_IMAGE_SIDE}"),
+        ));
+    }
+    if crop == 0 || crop > resize {
         return Err(config_error(
             path,
             format!("image.crop {crop} must be between 1 and image.resize {resize}"),
@@ -667,5 +726,48 @@ pub(crate) mod tests {
             &[("preprocessor_config.json", bilinear)],
         );
         assert!(matches!(err, EmbedError::InvalidConfig { .. }), "{err}");
+    }
+
+    #[test]
+    fn settings_that_size_every_backend_are_capped() {
+        let cases: &[(&str, &[u8], &str)] = &[
+            (
+                "huge-context",
+                br#"{"image": {"resize": 32}, "text": {"context_length": 1025}}"#,
+                "text.context_length 1025 must be between 2 and 1024",
+            ),
+            (
+                "huge-resize",
+                br#"{"image": {"resize": 4097, "crop": 32}}"#,
+                "image.resize 4097 must be between 1 and 4096",
+            ),
+        ];
+        for (name, json, reason) in cases {
+            let err = load_err(name, "openclip-tiny", &[("xmodal.json", json)]);
+            assert!(err.to_string().ends_with(reason), "{name}: {err}");
+        }
+        // A config file is refused by its size, before it is parsed.
+        let padded = format!(r#"{{"image": {{"resize": 32}}}}{}"#, " ".repeat(1 << 20));
+        let err = load_err("huge-json", "openclip-tiny", &[("xmodal.json", padded.as_bytes())]);
+        assert!(err.to_string().ends_with("larger than 1048576 bytes"), "{err}");
+        let dir = model_variant("read-limit", "openclip-tiny", &[]);
+        assert!(read_limited(&dir.join("xmodal.json"), 4).is_err());
+        assert!(read_limited(&dir.join("xmodal.json"), 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn files_must_resolve_inside_the_root() {
+        // model_variant links every file to the fixtures, outside the variant's own directory.
+        let dir = model_variant("confined", "openclip-tiny", &[]);
+        let inside = std::fs::canonicalize(Path::new(MODELS)).unwrap();
+        assert!(ModelConfig::load_within(&dir, &inside).is_ok());
+        let own = std::fs::canonicalize(&dir).unwrap();
+        let err = ModelConfig::load_within(&dir, &own).unwrap_err();
+        assert!(err.to_string().contains("resolves outside"), "{err}");
+        // The fixtures' own directories, and links between them, stay inside tests/models.
+        let fixture = Path::new(MODELS).join("openclip-text-only");
+        assert!(ModelConfig::load_within(&fixture, &inside).is_ok());
+        let own = std::fs::canonicalize(&fixture).unwrap();
+        assert!(ModelConfig::load_within(&fixture, &own).is_err());
     }
 }

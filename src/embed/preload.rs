@@ -1,6 +1,7 @@
 //! `xmodal.preload`: models each backend loads before running its first statement, so that the
-//! first embedding does not pay for creating the sessions. `_PG_init` only installs a parse
-//! hook (in the postmaster under shared_preload_libraries, in the backend under
+//! first embedding does not pay for creating the sessions (the first statement that runs under a
+//! snapshot: BEGIN, SET and other utility statements are passed over). `_PG_init` only installs
+//! a parse hook (in the postmaster under shared_preload_libraries, in the backend under
 //! session_preload_libraries); the sessions are created by the hook, in each backend, inside a
 //! subtransaction so that a failure becomes a WARNING and the statement runs anyway.
 
@@ -33,7 +34,13 @@ unsafe extern "C-unwind" fn post_parse_analyze(
 ) {
     // SAFETY: reads the transaction state; the previous hook gets the same arguments.
     unsafe {
-        if !DONE.with(Cell::get) && !pg_sys::IsAbortedTransactionBlockState() {
+        // Only under an active snapshot (a query being analysed, not BEGIN, SET or other utility
+        // statements): the lookup then takes no snapshot of its own, which would make a later
+        // SET TRANSACTION ISOLATION LEVEL fail. Until then, each statement tries again.
+        if !DONE.with(Cell::get)
+            && !pg_sys::IsAbortedTransactionBlockState()
+            && pg_sys::ActiveSnapshotSet()
+        {
             DONE.with(|d| d.set(true));
             preload();
         }

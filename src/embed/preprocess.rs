@@ -81,7 +81,7 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, EmbedE
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder_limits = Limits::default();
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    decoder_limits.max_alloc = Some(budget(limits));
     reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
@@ -98,9 +98,47 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, EmbedE
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    check_copies(width, height, decoder.color_type(), orientation, limits)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// The decoded image, the copy that orienting it makes and the RGB conversion all count against
+/// the decoder's budget (`max_pixels * 8` bytes), so that no image needs more in total.
+fn check_copies(
+    width: u32,
+    height: u32,
+    color: image::ColorType,
+    orientation: image::metadata::Orientation,
+    limits: &ImageLimits,
+) -> Result<(), EmbedError> {
+    let pixels = u64::from(width) * u64::from(height);
+    let decoded = pixels.saturating_mul(u64::from(color.bytes_per_pixel()));
+    let oriented = match orientation {
+        image::metadata::Orientation::NoTransforms => 0,
+        _ => decoded,
+    };
+    let rgb = match color {
+        image::ColorType::Rgb8 => 0,
+        _ => pixels.saturating_mul(3),
+    };
+    let bytes = decoded.saturating_add(oriented).saturating_add(rgb);
+    let limit = budget(limits);
+    if bytes > limit {
+        return Err(EmbedError::ImageTooMuchMemory {
+            width,
+            height,
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes one image may take while it is decoded (all copies together).
+fn budget(limits: &ImageLimits) -> u64 {
+    limits.max_pixels.saturating_mul(8).saturating_add(1 << 20)
 }
 
 fn supported_format(bytes: &[u8]) -> Result<ImageFormat, EmbedError> {
@@ -564,6 +602,99 @@ mod tests {
             run(&zero_width_gif, &limits()),
             Err(EmbedError::EmptyImage)
         ));
+    }
+
+    // Fuzzing (fuzz/README.md): mutated and random image bytes give a tensor or an error.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const SEEDS: [&str; 6] = [
+            "rgb_37x23.png",
+            "grey16_33x33.png",
+            "progressive_90x70.jpg",
+            "exif_rotate90_40x24.jpg",
+            "palette_50x35.gif",
+            "lossless_45x31.webp",
+        ];
+
+        fn config() -> PreprocessConfig {
+            PreprocessConfig {
+                resize: 32,
+                crop: 24,
+                crop_rounding: CropRounding::HalfEven,
+                mean: [0.5; 3],
+                std: [0.25; 3],
+            }
+        }
+
+        /// A seed image with bytes overwritten, then possibly truncated.
+        fn mutated() -> impl Strategy<Value = Vec<u8>> {
+            let flips = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16);
+            (prop::sample::select(SEEDS.to_vec()), flips, any::<Option<prop::sample::Index>>())
+                .prop_map(|(seed, flips, cut)| {
+                    let mut bytes = fixture(seed);
+                    for (at, byte) in flips {
+                        let at = at.index(bytes.len());
+                        bytes[at] = byte;
+                    }
+                    if let Some(cut) = cut {
+                        bytes.truncate(cut.index(bytes.len()) + 1);
+                    }
+                    bytes
+                })
+        }
+
+        /// A format's magic bytes followed by random data.
+        fn random_after_magic() -> impl Strategy<Value = Vec<u8>> {
+            let magic = prop::sample::select(vec![
+                b"\x89PNG\r\n\x1a\n".to_vec(),
+                vec![0xFF, 0xD8, 0xFF],
+                b"GIF89a".to_vec(),
+                b"BM".to_vec(),
+                b"RIFF\0\0\0\0WEBPVP8L".to_vec(),
+                b"II*\0".to_vec(),
+            ]);
+            (magic, prop::collection::vec(any::<u8>(), 0..512))
+                .prop_map(|(magic, rest)| [magic, rest].concat())
+        }
+
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            let limits = ImageLimits { max_bytes: 1 << 20, max_pixels: 1 << 20 };
+            match preprocess(bytes, &config(), &limits) {
+                Ok(tensor) => prop_assert_eq!(tensor.len(), 3 * 24 * 24),
+                Err(EmbedError::Inference(e)) => prop_assert!(false, "not an input error: {e}"),
+                Err(_) => {}
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn mutated_images(bytes in mutated()) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn random_bytes_after_magic(bytes in random_after_magic()) {
+                check(&bytes)?;
+            }
+        }
+    }
+
+    #[test]
+    fn every_copy_counts_against_the_budget() {
+        use image::metadata::Orientation::{NoTransforms, Rotate90};
+        use image::ColorType::{Rgb8, Rgba16, Rgba8};
+        let side = 7071; // 50 MP, the default pixel limit: a budget of 400 MB (+1 MB)
+        let default = ImageLimits::default();
+        assert!(check_copies(side, side, Rgb8, Rotate90, &default).is_ok()); // 150 + 150 MB
+        for (color, orientation) in [(Rgba16, NoTransforms), (Rgba8, Rotate90)] {
+            // 400 + 150 MB; 200 + 200 + 150 MB
+            let err = check_copies(side, side, color, orientation, &default).unwrap_err();
+            assert!(matches!(err, EmbedError::ImageTooMuchMemory { .. }), "{err}");
+        }
+        assert!(check_copies(4000, 4000, Rgba16, Rotate90, &default).is_ok()); // 128 + 128 + 48 MB
     }
 
     #[test]

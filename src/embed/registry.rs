@@ -14,6 +14,8 @@ use std::path::{Component, Path, PathBuf};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
+use super::error::EmbedError;
+use super::model::ModelConfig;
 use super::report::raise;
 use super::settings;
 use super::Modality;
@@ -204,6 +206,20 @@ pub fn checked_directory(path: &str) -> PathBuf {
     dir
 }
 
+/// Reads a registered directory's configuration. While `xmodal.model_root` is set, every file
+/// the model opens must resolve inside it (a symbolic link out of the root is refused), checked
+/// at registration and again whenever a backend loads the model (the files may have changed).
+pub fn load_config(dir: &Path) -> Result<ModelConfig, EmbedError> {
+    match settings::model_root() {
+        Some(root) => {
+            let root = lexical(&root);
+            let root = std::fs::canonicalize(&root).unwrap_or(root);
+            ModelConfig::load_within(dir, &root)
+        }
+        None => ModelConfig::load(dir),
+    }
+}
+
 /// `path` with `.` and `..` resolved by name only (no file system access).
 fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -230,12 +246,7 @@ fn as_table_owner<R>(f: impl FnOnce() -> R) -> R {
             unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
         }
     }
-    let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'xmodal.model_registry'::regclass",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| {
+    let owner = table_oid().map(relation_owner).unwrap_or_else(|| {
         raise(
             ERRCODE_UNDEFINED_TABLE,
             "xmodal.model_registry is missing".into(),
@@ -252,6 +263,19 @@ fn as_table_owner<R>(f: impl FnOnce() -> R) -> R {
         Restore(user, context)
     };
     f()
+}
+
+/// The owner of relation `oid`, from the relcache (no SQL, so nothing the caller's search_path
+/// could redirect).
+fn relation_owner(oid: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: the relation exists (table_oid found it in this transaction); it is opened with
+    // AccessShareLock and closed again, as any reader would.
+    unsafe {
+        let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        owner
+    }
 }
 
 fn current_user_name() -> String {

@@ -11,7 +11,10 @@ pub fn sqlstate(error: &EmbedError) -> PgSqlErrorCode {
     use PgSqlErrorCode::*;
     match error {
         EmptyText | EmptyImage | UnsupportedImage(_) => ERRCODE_INVALID_PARAMETER_VALUE,
-        ImageTooLarge { .. } | ImageTooManyPixels { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        ImageTooLarge { .. } | ImageTooManyPixels { .. } | ImageTooMuchMemory { .. } => {
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED
+        }
+        OutOfMemory(_) => ERRCODE_OUT_OF_MEMORY,
         CorruptImage(_) => ERRCODE_INVALID_BINARY_REPRESENTATION,
         MissingFile(_) => ERRCODE_UNDEFINED_FILE,
         InvalidConfig { .. } | InvalidTokenizer { .. } | InvalidModel { .. } => {

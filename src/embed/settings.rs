@@ -77,7 +77,8 @@ pub fn init() {
         c"Where encoders run: auto, cpu or cuda",
         c"auto: CUDA when the library has the CUDA execution provider and a session can use it, else CPU (a NOTICE says which). Applies to sessions created afterwards.",
         &DEVICE,
-        GucContext::Userset,
+        // Superuser-only: CUDA sessions take GPU memory that every backend shares.
+        GucContext::Suset,
         GucFlags::default(),
     );
     let int = |name, short, long, setting, min, max, context, flags| {
@@ -90,7 +91,8 @@ pub fn init() {
         &INTRA_OP_THREADS,
         1,
         64,
-        GucContext::Userset,
+        // Superuser-only: threads per session per backend are the DBA's to size.
+        GucContext::Suset,
         GucFlags::default(),
     );
     int(
@@ -129,7 +131,8 @@ pub fn init() {
         c"0 disables the cache.",
         &CACHE_ENTRIES,
         0,
-        100_000,
+        // At most 1024 x 16000 x 4 bytes (64 MB) per backend, and a short linear lookup.
+        1024,
         GucContext::Userset,
         GucFlags::default(),
     );

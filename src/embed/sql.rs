@@ -12,8 +12,11 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
 use pgrx::prelude::*;
+use pgrx::datum::UnboxDatum;
+use pgrx::PgSqlErrorCode::ERRCODE_ARRAY_ELEMENT_ERROR;
 
 use super::encoders;
+use super::report::raise;
 use super::session::{ImageEncoder, TextEncoder};
 use crate::vector::Xvector;
 
@@ -34,7 +37,8 @@ fn embed_texts(
     inputs: Option<Array<'_, &str>>,
     model: default!(Option<&str>, "NULL"),
 ) -> Option<XvectorArray> {
-    let inputs = inputs?;
+    let inputs = one_dimensional(inputs?);
+    encoders::check_batch_size(inputs.len());
     let values: Vec<Option<&str>> = inputs.iter().collect();
     Some(XvectorArray(encoders::embed_batch::<TextEncoder>(
         model, &values,
@@ -46,11 +50,32 @@ fn embed_images(
     inputs: Option<Array<'_, &[u8]>>,
     model: default!(Option<&str>, "NULL"),
 ) -> Option<XvectorArray> {
-    let inputs = inputs?;
+    let inputs = one_dimensional(inputs?);
+    encoders::check_batch_size(inputs.len());
     let values: Vec<Option<&[u8]>> = inputs.iter().collect();
     Some(XvectorArray(encoders::embed_batch::<ImageEncoder>(
         model, &values,
     )))
+}
+
+/// `inputs` again, after refusing a multi-dimensional array (the result is one-dimensional, so
+/// positions would be lost). Nothing is copied.
+fn one_dimensional<'mcx, T: UnboxDatum>(inputs: Array<'mcx, T>) -> Array<'mcx, T> {
+    let raw = inputs.into_array_type();
+    // SAFETY: the Array wrapped this valid, detoasted ArrayType, which lives for the whole call.
+    let ndim = unsafe { (*raw).ndim };
+    if ndim > 1 {
+        raise(
+            ERRCODE_ARRAY_ELEMENT_ERROR,
+            format!("expected a one-dimensional array, got {ndim} dimensions"),
+            None,
+        );
+    }
+    // SAFETY: the same array, wrapped again (already detoasted: no copy).
+    let again = unsafe {
+        Array::from_polymorphic_datum(pg_sys::Datum::from(raw), false, pg_sys::InvalidOid)
+    };
+    again.unwrap_or_else(|| unreachable!("the pointer is not null"))
 }
 
 /// An `xvector[]` result; None elements are NULLs.
@@ -111,7 +136,6 @@ mod xmodal {
     use pgrx::PgSqlErrorCode::*;
 
     use crate::embed::encoders;
-    use crate::embed::model::ModelConfig;
     use crate::embed::registry::{self, Entry};
     use crate::embed::report::{raise, OrRaise};
 
@@ -128,7 +152,7 @@ mod xmodal {
             );
         }
         let dir = registry::checked_directory(path);
-        let config = ModelConfig::load(&dir).or_raise(name);
+        let config = registry::load_config(&dir).or_raise(name);
         let prepared = encoders::prepare(name, config);
         let id = registry::store(name, &dir, prepared.dims, &prepared.modalities, replace);
         let entry = Entry {

@@ -11,12 +11,13 @@ use tokenizers::Tokenizer;
 
 use super::clean::clean_openclip;
 use super::error::EmbedError;
+use super::model::{read_limited, MAX_TOKENIZER_BYTES};
 
 pub const START_TOKEN: &str = "<|startoftext|>";
 pub const END_TOKEN: &str = "<|endoftext|>";
 /// Input beyond this many bytes is ignored, which bounds the work; it changes the result only for
 /// text whose first 256 KiB hold fewer than 75 tokens (almost all whitespace or control characters).
-const MAX_TEXT_BYTES: usize = 256 * 1024;
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
 
 /// Clean-up applied before the tokenizer.json pipeline (which does NFC, whitespace, lower case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +60,8 @@ impl ClipTokenizer {
         if !path.is_file() {
             return Err(EmbedError::MissingFile(path.to_path_buf()));
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|e| invalid(e.to_string()))?;
+        let bytes = read_limited(path, MAX_TOKENIZER_BYTES).map_err(invalid)?;
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
         inner.with_padding(None);
         inner
             .with_truncation(None)
@@ -127,7 +129,7 @@ impl ClipTokenizer {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
+pub fn prefix(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -208,6 +210,39 @@ mod tests {
         assert_eq!(tokens.ids.len(), 77);
         assert_eq!(tokens.ids[76], 49407);
         assert!(tokens.attention_mask.iter().all(|&m| m == 1));
+    }
+
+    // Fuzzing (fuzz/README.md): every text either tokenises to a full frame or is EmptyText.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        fn tokenizer() -> &'static ClipTokenizer {
+            static TOKENIZER: OnceLock<ClipTokenizer> = OnceLock::new();
+            TOKENIZER.get_or_init(|| {
+                let path = Path::new(MODELS).join("openclip-tiny/tokenizer.json");
+                ClipTokenizer::from_file(&path, 77, Some(0), TextCleanup::OpenClip).unwrap()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_gives_a_frame_or_empty(text in any::<String>()) {
+                match tokenizer().encode(&text) {
+                    Ok(tokens) => {
+                        prop_assert_eq!(tokens.ids.len(), 77);
+                        prop_assert_eq!(tokens.attention_mask.len(), 77);
+                        prop_assert_eq!(tokens.ids[0], i64::from(tokenizer().start));
+                        let used = tokens.attention_mask.iter().filter(|&&m| m == 1).count();
+                        prop_assert!(used >= 3);
+                        prop_assert_eq!(tokens.ids[used - 1], i64::from(tokenizer().end));
+                    }
+                    Err(EmbedError::EmptyText) => {}
+                    Err(other) => prop_assert!(false, "{other}"),
+                }
+            }
+        }
     }
 
     #[test]

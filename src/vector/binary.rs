@@ -57,4 +57,54 @@ mod tests {
         nan[4..].copy_from_slice(&f32::NAN.to_be_bytes());
         assert_eq!(decode(&nan).unwrap_err().message, "NaN not allowed in xvector");
     }
+
+    // Fuzzing (fuzz/README.md): any bytes decode to a valid vector that encodes back to the same
+    // bytes, or to an error; every valid vector survives a round trip bit for bit.
+    mod fuzz {
+        use super::*;
+        use crate::vector::validate::MAX_DIM;
+        use proptest::prelude::*;
+
+        /// A well-formed message with random bytes changed.
+        fn mutated() -> impl Strategy<Value = Vec<u8>> {
+            let values = prop::collection::vec(any::<f32>(), 0..64);
+            let flips = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6);
+            (values, flips).prop_map(|(values, flips)| {
+                let mut bytes = encode(&values);
+                for (at, byte) in flips {
+                    let at = at.index(bytes.len());
+                    bytes[at] = byte;
+                }
+                bytes
+            })
+        }
+
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            if let Ok(values) = decode(bytes) {
+                prop_assert!((1..=MAX_DIM).contains(&values.len()));
+                prop_assert!(values.iter().all(|v| v.is_finite()));
+                prop_assert_eq!(encode(&values), bytes.to_vec());
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn mutated_messages(bytes in mutated()) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn finite_vectors_round_trip(values in prop::collection::vec(-1e30f32..1e30, 1..512)) {
+                let back = decode(&encode(&values)).unwrap();
+                prop_assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                values.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+        }
+    }
 }

@@ -8,10 +8,11 @@ use pgrx::datum::Datum;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::{pg_sys, FromDatum, IntoDatum};
+use pgrx::{pg_sys, FromDatum, IntoDatum, PgSqlErrorCode};
 use std::ptr::NonNull;
 
 use super::error::VectorError;
+use super::validate::check_dim_count;
 
 #[repr(C)]
 struct Header {
@@ -28,8 +29,12 @@ pub struct Xvector {
 }
 
 impl Xvector {
-    /// Copy `values` into a new palloc'd xvector. Callers validate the values first.
+    /// Copy `values` into a new palloc'd xvector. Callers validate the values first; more than
+    /// MAX_DIM values (which the 16-bit header could not even count) is an ERROR here too (54000).
     pub fn from_slice(values: &[f32]) -> Xvector {
+        if let Err(too_many) = check_dim_count(values.len().max(1)) {
+            too_many.raise();
+        }
         let size = HEADER_SIZE + std::mem::size_of_val(values);
         unsafe {
             let raw = pg_sys::palloc0(size) as *mut Header;
@@ -63,7 +68,9 @@ impl Xvector {
     /// `datum` must be a non-NULL datum of type xvector.
     pub unsafe fn from_datum_value(datum: pg_sys::Datum) -> Xvector {
         let raw = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) } as *mut Header;
-        let ptr = NonNull::new(raw).expect("detoasted xvector is never null");
+        let Some(ptr) = NonNull::new(raw) else {
+            VectorError::new(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, "corrupt xvector value").raise();
+        };
         let value = Xvector { ptr };
         let total = unsafe { (ptr.as_ref().varlena_len >> 2) as usize };
         if total < HEADER_SIZE || total != HEADER_SIZE + value.dim() * 4 {

@@ -34,12 +34,15 @@ fn xvector_typmod_in(modifiers: Array<&CStr>) -> i32 {
 
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]
 fn xvector_recv(buffer: Internal, _type_oid: pg_sys::Oid, typmod: i32) -> Xvector {
+    let malformed = || VectorError::new(PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION, "malformed binary xvector");
     let values = unsafe {
-        let info = buffer.unwrap().expect("recv buffer").cast_mut_ptr::<pg_sys::StringInfoData>();
-        let info = &mut *info;
-        let start = info.cursor as usize;
-        let len = info.len as usize;
-        let bytes = std::slice::from_raw_parts((info.data as *const u8).add(start), len - start);
+        let Some(info) = buffer.unwrap() else { malformed().raise() };
+        let info = &mut *info.cast_mut_ptr::<pg_sys::StringInfoData>();
+        let start = usize::try_from(info.cursor).unwrap_or(usize::MAX);
+        let Some(rest) = usize::try_from(info.len).ok().and_then(|len| len.checked_sub(start)) else {
+            malformed().raise()
+        };
+        let bytes = std::slice::from_raw_parts((info.data as *const u8).add(start), rest);
         let values = binary::decode(bytes).or_raise();
         info.cursor = info.len;
         values
