@@ -3,7 +3,8 @@
 #   - an ONNX Runtime library of the wrong version is refused with a clear ERROR;
 #   - xmodal.preload loads models at each backend's first statement, with the library in
 #     session_preload_libraries and in shared_preload_libraries; the postmaster itself never
-#     maps ONNX Runtime (only backends do);
+#     maps ONNX Runtime (only backends do); a session that starts with BEGIN ISOLATION LEVEL
+#     SERIALIZABLE, SET TRANSACTION or SET still works and is still preloaded;
 #   - a model registered again or dropped in one session is seen by another one at once;
 #   - no backend crashed meanwhile.
 source "$(dirname "$0")/lib.sh"
@@ -51,6 +52,25 @@ out=$(PGOPTIONS="-c session_preload_libraries=xmodal -c xmodal.preload=em_oc -c 
     psql -X -At -c "SELECT calls, inferences FROM xmodal.encoder_stats()" \
     -c "SELECT vector_dims(embed_text('dog', 'em_oc'))" -c "SELECT calls, inferences FROM xmodal.encoder_stats()" 2>&1)
 expect "preloaded model embeds" "$out" $'16\n1|1'
+
+echo "-- xmodal.preload when a session starts with a utility statement (drivers, ORMs)"
+# The preload waits for the first statement that runs under a snapshot; it must not take the
+# transaction's first snapshot itself (SET TRANSACTION ISOLATION LEVEL would fail with 25001).
+preload_opts="-c session_preload_libraries=xmodal -c xmodal.preload=em_oc -c xmodal.device=cpu"
+device="SELECT coalesce(device, 'not loaded') FROM xmodal.models WHERE name = 'em_oc'"
+out=$(PGOPTIONS=$preload_opts psql -X -q -At -c "BEGIN ISOLATION LEVEL SERIALIZABLE" \
+    -c "SELECT current_setting('transaction_isolation')" -c "$device" -c "COMMIT" 2>&1)
+[[ $out == $'serializable\ncpu' ]] || fail "BEGIN ISOLATION LEVEL SERIALIZABLE first: $out"
+echo "ok: BEGIN ISOLATION LEVEL SERIALIZABLE first, then preloaded"
+out=$(PGOPTIONS=$preload_opts psql -X -q -At -c "BEGIN" \
+    -c "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE" \
+    -c "SELECT current_setting('transaction_isolation')" -c "$device" -c "COMMIT" 2>&1)
+[[ $out == $'serializable\ncpu' ]] || fail "BEGIN + SET TRANSACTION first: $out"
+echo "ok: BEGIN + SET TRANSACTION ISOLATION LEVEL first, then preloaded"
+out=$(PGOPTIONS=$preload_opts psql -X -q -At -c "SET application_name = 'orm'" -c "SHOW application_name" \
+    -c "$device" 2>&1)
+[[ $out == $'orm\ncpu' ]] || fail "SET and SHOW first: $out"
+echo "ok: SET and SHOW first, then preloaded"
 
 echo "-- xmodal.preload with shared_preload_libraries"
 "$ROOT/scripts/pg-cluster.sh" stop "$CLUSTER_DIR"
