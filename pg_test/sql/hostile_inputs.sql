@@ -29,7 +29,9 @@ SELECT pg_temp.try('SELECT embed_image(pg_catalog.repeat(''x'', 100000)::bytea, 
 RESET xmodal.max_image_bytes;
 -- A text past the 256 KiB that is embedded: the cache keys on that prefix only.
 SELECT embed_text(repeat('dog ', 65536) || 'cat', 'hi_oc') = embed_text(repeat('dog ', 65536) || 'fox', 'hi_oc') AS same_prefix_same_vector;
--- The aggregates' state is bounded before it is copied.
+-- Arrays cast to xvector, and the aggregates' state, are bounded before they are copied.
+SELECT pg_temp.try('SELECT array_fill(0::float8, ARRAY[1000000])::xvector') AS huge_array;
+SELECT pg_temp.try('SELECT array_fill(NULL::real, ARRAY[1000000])::xvector') AS huge_null_array;
 SELECT pg_temp.try('SELECT xvector_accum(array_fill(0::float8, ARRAY[1000000]), ''[1]'')') AS huge_state;
 
 -- Finding 3: the text clean-up takes a bounded number of passes (this ran for minutes).

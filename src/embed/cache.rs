@@ -3,7 +3,8 @@
 //! once per row, and every row after the first is a hit. An entry is keyed by the model's
 //! registration id (a new registration never sees old results), the modality, the input length
 //! and a 128-bit keyed hash of the input (two SipHash-1-3 with random per-process keys), so a
-//! large image costs no memory here. Least recently used entries are evicted first.
+//! large image costs no memory here. The input is what the embedding depends on: a text's
+//! first 256 KiB; an image only once it is within the byte limit (encoders.rs). Least recently used entries are evicted first.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 
 use super::datum::Xvector;
 use super::error::{OrRaise, VectorError, VectorResult};
-use super::validate::{check_all, to_f32_checked};
+use super::validate::{check_all, check_dim_count, to_f32_checked, MAX_DIM};
 
 fn from_elements(elements: impl Iterator<Item = Option<f64>>, ndim: i32, typmod: i32) -> VectorResult<Vec<f32>> {
     if ndim > 1 {
@@ -31,14 +31,24 @@ fn ndim<T>(array: Array<'_, T>) -> i32 {
     unsafe { (*array.into_array_type()).ndim }
 }
 
+/// Refuses an array of more than MAX_DIM elements (NULLs included) before its elements are
+/// copied: a 1 GB array would otherwise take gigabytes of Rust heap before the size check.
+fn check_length<T>(array: &Array<'_, T>) {
+    if array.len() > MAX_DIM {
+        check_dim_count(array.len()).or_raise();
+    }
+}
+
 #[pg_extern(immutable, strict, parallel_safe)]
 fn array_to_xvector(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> Xvector {
+    check_length(&array);
     let elements: Vec<Option<f64>> = array.iter().collect();
     Xvector::from_slice(&from_elements(elements.into_iter(), ndim(array), typmod).or_raise())
 }
 
 #[pg_extern(name = "array_to_xvector", immutable, strict, parallel_safe)]
 fn real_array_to_xvector(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> Xvector {
+    check_length(&array);
     let elements: Vec<Option<f64>> = array.iter().map(|e| e.map(f64::from)).collect();
     Xvector::from_slice(&from_elements(elements.into_iter(), ndim(array), typmod).or_raise())
 }
