@@ -74,7 +74,7 @@ cp -p "$file" "$file.intact"
 # Run one reader; print ok, or the SQLSTATE of its error.
 reader() {
     local out
-    if out=$(PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off $2" \
+    if out=$(PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off ${2:-}" \
              timeout 120 psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$1" 2>&1); then
         echo ok
     else
