@@ -34,3 +34,9 @@ CREATE OPERATOR CLASS timestamptz_ops DEFAULT FOR TYPE timestamptz USING xhnsw A
 CREATE OPERATOR CLASS array_ops DEFAULT FOR TYPE anyarray USING xhnsw AS
     OPERATOR 1 && (anyarray, anyarray), OPERATOR 2 @> (anyarray, anyarray),
     OPERATOR 3 <@ (anyarray, anyarray), OPERATOR 4 = (anyarray, anyarray);
+
+-- Structural check of an xhnsw index, for its table's owner (src/index/check.rs). Declared here
+-- so that its argument is a regclass that nothing opens before the function's own checks.
+CREATE FUNCTION xmodal.index_check(index regclass)
+    RETURNS TABLE (check_name text, value bigint)
+    STRICT LANGUAGE C AS 'MODULE_PATHNAME', 'index_check_wrapper';

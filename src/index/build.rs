@@ -63,18 +63,61 @@ fn progress(param: u32, value: i64) {
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
 }
 
+/// The metric a distance function computes, by its name.
+fn metric_named(name: &str) -> Option<Metric> {
+    match name {
+        "l2_distance" => Some(Metric::L2),
+        "cosine_distance" => Some(Metric::Cosine),
+        "negative_inner_product" => Some(Metric::InnerProduct),
+        _ => None,
+    }
+}
+
+fn function_name(proc: pg_sys::Oid) -> String {
+    let name = unsafe { pg_sys::get_func_name(proc) };
+    if name.is_null() {
+        return String::new();
+    }
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
+}
+
+/// What is wrong with the ordering of an operator family for type `input`; None when
+/// nothing is, or when it has no support function 1 (a filter class). Support function 1 must
+/// be a distance the graph knows and implement the strategy-1 operator, the one queries order
+/// by: otherwise the graph would be built for one distance and ordered by another.
+pub(crate) fn ordering_problem(family: pg_sys::Oid, input: pg_sys::Oid) -> Option<String> {
+    unsafe {
+        let proc = pg_sys::get_opfamily_proc(family, input, input, 1);
+        if proc == pg_sys::InvalidOid {
+            return None;
+        }
+        let name = function_name(proc);
+        if metric_named(&name).is_none() {
+            return Some(format!("xhnsw: support function 1 \"{name}\" is none of l2_distance, cosine_distance, negative_inner_product"));
+        }
+        let operator = pg_sys::get_opfamily_member(family, input, input, 1);
+        if operator == pg_sys::InvalidOid || pg_sys::get_opcode(operator) != proc {
+            return Some(format!("xhnsw: the operator of strategy 1 is not implemented by support function 1 \"{name}\""));
+        }
+        None
+    }
+}
+
 /// The opclass's support function 1 names the metric.
 fn metric_of(index: pg_sys::Relation) -> Metric {
     unsafe {
         let proc = pg_sys::index_getprocid(index, 1, 1);
-        let name = pg_sys::get_func_name(proc);
-        let name = if name.is_null() { "" } else { std::ffi::CStr::from_ptr(name).to_str().unwrap_or("") };
-        match name {
-            "l2_distance" => Metric::L2,
-            "cosine_distance" => Metric::Cosine,
-            "negative_inner_product" => Metric::InnerProduct,
-            other => error!("xhnsw: unsupported distance function \"{other}\" in operator class"),
+        if proc == pg_sys::InvalidOid {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                "xhnsw: the first column of an xhnsw index must be an xvector (with an xvector operator class)"
+            );
         }
+        if let Some(problem) = ordering_problem(*(*index).rd_opfamily, *(*index).rd_opcintype) {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, problem);
+        }
+        metric_named(&function_name(proc)).expect("ordering_problem checks the name")
     }
 }
 
@@ -112,7 +155,11 @@ pub unsafe extern "C-unwind" fn ambuild(
 ) -> *mut pg_sys::IndexBuildResult {
     let (m, ef_construction) = options::index_options(index);
     if ef_construction < m {
-        error!("xhnsw: ef_construction ({ef_construction}) must be at least m ({m})");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("xhnsw: ef_construction ({ef_construction}) must be at least m ({m})")
+        );
     }
     let metric = metric_of(index);
     let dims = column_dims(index);
@@ -330,7 +377,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
-            unsafe { page::write_neighbours(item.as_mut_ptr(), state.m, layer, &tids) };
+            page::put_neighbours(&mut item, state.m, layer, &tids).expect("an item just encoded");
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
     }

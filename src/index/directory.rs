@@ -55,7 +55,7 @@ pub fn append(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: u64) 
         }
         meta = page::read_meta_of(index); // another insert started it
     }
-    let tail = lock_tail(index, meta.directory_tail);
+    let tail = lock_tail(index, meta.directory_tail, xlog);
     let tail_page = xlog.register(&tail, false);
     if unsafe { page::push_directory_entry(tail_page, element, tag) } {
         return (vec![tail], None);
@@ -91,11 +91,13 @@ fn start_directory(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: 
 }
 
 /// The last directory page, locked exclusively: from the metapage's hint, follow the chain.
-fn lock_tail(index: pg_sys::Relation, hint: u32) -> Locked {
+/// A hint or link to a page that `xlog` holds already is corrupt (locking it would
+/// self-deadlock).
+fn lock_tail(index: pg_sys::Relation, hint: u32, xlog: &Xlog) -> Locked {
     let blocks = block_count(index);
     let mut block = hint;
     for _ in 0..blocks {
-        if block >= blocks {
+        if block >= blocks || xlog.holds(block) {
             break;
         }
         let locked = Locked::read(index, block, true);

@@ -35,9 +35,33 @@ fn xhnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRout
     am.into_pg_boxed()
 }
 
+/// An operator class for vectors (one with support function 1) must order by the distance it
+/// builds with: its strategy-1 operator must be implemented by support function 1, one of
+/// the distances the graph knows. Classes without support function 1 are filter classes.
+/// PostgreSQL calls this only for `amvalidate()`; a build checks the same (build.rs).
 #[pg_guard]
-unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
-    true
+unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
+    unsafe {
+        let family = pg_sys::get_opclass_family(opclass);
+        let input = pg_sys::get_opclass_input_type(opclass);
+        match build::ordering_problem(family, input) {
+            None => true,
+            Some(problem) => {
+                ereport!(INFO, PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, problem);
+                false
+            }
+        }
+    }
+}
+
+/// Cost of a path the index must not take: above any real plan's, disable_cost included, and
+/// finite, so that the planner's sums and products of costs stay numbers.
+const DISABLED_COST: f64 = 1.0e100;
+
+/// Does the path order by exactly one distance, to the index's first column? The graph
+/// answers nothing else (scan.rs refuses other orderings).
+unsafe fn orders_by_first_column(path: *mut pg_sys::IndexPath) -> bool {
+    unsafe { pg_sys::list_length((*path).indexorderbys) == 1 && pg_sys::list_nth_int((*path).indexorderbycols, 0) == 0 }
 }
 
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
@@ -64,10 +88,11 @@ unsafe extern "C-unwind" fn amcostestimate(
     pages: *mut f64,
 ) {
     unsafe {
-        if (*path).indexorderbys.is_null() {
-            // Not usable without ORDER BY: make sure the planner never picks it.
-            *startup_cost = f64::MAX;
-            *total_cost = f64::MAX;
+        if !orders_by_first_column(path) {
+            // Not usable without ORDER BY, or for another ordering: make sure the planner
+            // never picks it.
+            *startup_cost = DISABLED_COST;
+            *total_cost = DISABLED_COST;
             *selectivity = 0.0;
             *correlation = 0.0;
             *pages = 0.0;

@@ -1,6 +1,7 @@
 //! aminsert: add one heap tuple to the graph. A vector equal to an existing element's joins
 //! that element's heap TIDs (duplicates, non-HOT updates); otherwise a new element and its
-//! neighbour item are written to a page with room, then linked in by graph::insert.
+//! neighbour item are written to a page with room (two pages when they do not fit on one
+//! together), then linked in by graph::insert.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -45,11 +46,16 @@ pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
     HnswParams { max_level: page::max_level_for(m), ..HnswParams::new(m, ef_construction) }
 }
 
-/// An element must fit in a page with its line pointer.
+/// An element must fit in a page with its line pointer (its neighbour item, at any level,
+/// fits on another page: `page::max_level_for`).
 pub fn check_element_fits(dims: usize, extras: &[u8]) {
     let size = page::element_size(dims, extras.len());
     if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space() || extras.len() > u16::MAX as usize {
-        error!("xhnsw: an index entry of {size} bytes does not fit in a page (the filter columns' values are too large)");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("xhnsw: an index entry of {size} bytes does not fit in a page (the filter columns' values are too large)")
+        );
     }
 }
 
@@ -132,36 +138,35 @@ fn join_duplicate(
     true
 }
 
-/// Write a new element and its (empty) neighbour item on one page, and its filter directory
-/// entry in the same WAL record; returns the element's TID.
+/// Write a new element and its (empty) neighbour item, and its filter directory entry, in one
+/// WAL record; returns the element's TID. The two items share a page when they fit on one
+/// together; otherwise (near the dimension limit, at high levels, with wide filter values) the
+/// element gets a fresh page of its own and the neighbour item goes where there is room, as
+/// the build places them.
 fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], tag: u64, level: usize) -> Tid {
-    let element = page::encode_element(level, Tid::INVALID, &[heap_tid], vector, extras);
     let neighbours = page::encode_neighbours(store.m, level);
-    let needed = element.len() + neighbours.len() + 2 * std::mem::size_of::<pg_sys::ItemIdData>();
+    let line_pointer = std::mem::size_of::<pg_sys::ItemIdData>();
+    let element_need = page::element_size(vector.len(), extras.len()) + line_pointer;
+    let neighbour_need = neighbours.len() + line_pointer;
+    let shared = element_need + neighbour_need <= page::page_usable_space();
 
-    let hint = store.meta.insert_page;
-    let mut target = (hint != META_BLOCK).then(|| Locked::read(store.index, hint, true));
-    if target.as_ref().is_some_and(|t| page::free_space(t.page()) < needed) {
-        target = None;
-    }
-    let (locked, fresh) = match target {
-        Some(t) => (t, false),
-        None => (Locked::extend(store.index), true),
-    };
-    let block = locked.block();
+    let (locked, fresh) = page_with_room(store, if shared { element_need + neighbour_need } else { neighbour_need });
+    let element_page = (!shared).then(|| Locked::extend(store.index));
     let mut xlog = Xlog::begin(store.index, &locked, fresh);
     let id = unsafe {
         if fresh {
             page::init_page(xlog.page());
         }
-        let element_offset = page::add_item(xlog.page(), &element);
-        let neighbour_offset = page::add_item(xlog.page(), &neighbours);
-        let neighbour_tid = Tid { block, offset: neighbour_offset };
-        let item = page::item_ptr(xlog.page(), element_offset).expect("item just added");
-        // The element's header points at its neighbour item (patched now that it is placed).
-        let patched = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
-        std::ptr::copy_nonoverlapping(patched.as_ptr(), item, patched.len());
-        Tid { block, offset: element_offset }
+        let neighbour_tid = Tid { block: locked.block(), offset: page::add_item(xlog.page(), &neighbours) };
+        let element = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
+        match &element_page {
+            None => Tid { block: locked.block(), offset: page::add_item(xlog.page(), &element) },
+            Some(own) => {
+                let own_page = xlog.register(own, true);
+                page::init_page(own_page);
+                Tid { block: own.block(), offset: page::add_item(own_page, &element) }
+            }
+        }
     };
     let (directory_pages, directory_tail) = if store.meta.has_directory(store.index) {
         directory::append(store.index, &mut xlog, id, tag)
@@ -170,9 +175,25 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u
     };
     xlog.finish();
     drop(directory_pages);
+    drop(element_page);
+    let block = locked.block();
     drop(locked);
     bump_meta(store, block, directory_tail);
     id
+}
+
+/// A page with `need` free bytes, locked exclusively: the metapage's insert hint when it is a
+/// data page with room, else a fresh one (true: to be initialised).
+fn page_with_room(store: &PageStore, need: usize) -> (Locked, bool) {
+    let hint = store.meta.insert_page;
+    let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(store.index, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    if hint != META_BLOCK && hint < blocks {
+        let locked = Locked::read(store.index, hint, true);
+        if unsafe { page::is_data_page(locked.page()) } && page::free_space(locked.page()) >= need {
+            return (locked, false);
+        }
+    }
+    (Locked::extend(store.index), true)
 }
 
 fn bump_meta(store: &mut PageStore, insert_page: u32, directory_tail: Option<u32>) {

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const DEFAULT_M: i32 = 16;
 pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
+/// Limits of the `m` and `ef_construction` options (also checked in every metapage read).
+pub const MIN_M: usize = 2;
+pub const MAX_M: usize = 100;
+pub const MAX_EF_CONSTRUCTION: usize = 1000;
 
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
@@ -52,7 +56,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"xhnsw.max_scan_tuples",
         c"Most index elements one xhnsw scan visits when the executor keeps asking for rows",
-        c"Bounds the iterative scan used when a WHERE clause removes rows; a NOTICE says when it is reached.",
+        c"Bounds the iterative scan used when a WHERE clause removes rows; a NOTICE says when it is reached. Scans check for interrupts as they go, so statement_timeout and cancel stop them at any setting.",
         &MAX_SCAN_TUPLES,
         1,
         i32::MAX,
@@ -85,8 +89,8 @@ pub fn init() {
             c"m".as_ptr(),
             c"Neighbours per element (layer 0 keeps 2m)".as_ptr(),
             DEFAULT_M,
-            2,
-            100,
+            MIN_M as i32,
+            MAX_M as i32,
             pg_sys::AccessExclusiveLock as _,
         );
         pg_sys::add_int_reloption(
@@ -95,7 +99,7 @@ pub fn init() {
             c"Candidate list size while building the graph".as_ptr(),
             DEFAULT_EF_CONSTRUCTION,
             4,
-            1000,
+            MAX_EF_CONSTRUCTION as i32,
             pg_sys::AccessExclusiveLock as _,
         );
     }

@@ -179,11 +179,14 @@ fn maxalign(n: usize) -> usize {
     n.next_multiple_of(8)
 }
 
+/// No element is above this level, whatever `m` (the level generator's cap).
+const LEVEL_CAP: usize = 16;
+
 /// Highest level whose neighbour item still fits in a page for this `m`.
 pub fn max_level_for(m: usize) -> usize {
     let usable = page_usable_space() - 64;
     let mut level = 0;
-    while level < 16 && neighbour_size(m, level + 1) <= usable {
+    while level < LEVEL_CAP && neighbour_size(m, level + 1) <= usable {
         level += 1;
     }
     level
@@ -224,37 +227,67 @@ pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vecto
     out
 }
 
-/// Decode an element item in place. `dims` comes from the metapage.
+/// Decode an element item in place; None when the item is not an element. A corrupt item
+/// (ERROR, see [`parse_element`]) is never read past its length.
 ///
 /// # Safety
-/// `item` must point at an element item of at least `element_size(dims)` bytes that stays valid
-/// (buffer pinned and locked) while the result is used.
-pub unsafe fn decode_element<'a>(item: *const u8, dims: usize) -> Option<ElementData<'a>> {
-    let head = unsafe { std::slice::from_raw_parts(item, 16 + MAX_HEAP_TIDS * TID_SIZE) };
-    if head[0] != ELEMENT_KIND {
-        return None;
+/// `item` must come from `item_ptr` on a page that stays pinned and locked while the result
+/// is used.
+pub unsafe fn decode_element<'a>(item: Item, dims: usize) -> Option<ElementData<'a>> {
+    parse_element(unsafe { item.bytes() }, dims).unwrap_or_else(|c| c.raise())
+}
+
+/// Decode the bytes of an item (its `lp_len` bytes) as an element of `dims` dimensions;
+/// Ok(None) when it is another kind of item. Checks the item's length against the size its
+/// header implies, the level, the heap TID count and the extras' own length before slicing.
+pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>>, Corrupt> {
+    if bytes.first() != Some(&ELEMENT_KIND) {
+        return Ok(None);
     }
-    let count = (head[3] as usize).min(MAX_HEAP_TIDS);
-    let heap_tids = (0..count).map(|i| Tid::read(&head[16 + i * TID_SIZE..])).collect();
-    let vector = unsafe { std::slice::from_raw_parts(item.add(element_vector_offset()) as *const f32, dims) };
-    let extras_len = u16::from_le_bytes([head[10], head[11]]) as usize;
-    let extras = unsafe { std::slice::from_raw_parts(item.add(extras_offset(dims)), extras_len) };
-    Some(ElementData {
-        deleted: head[1] & FLAG_DELETED != 0,
-        level: head[2] as usize,
-        neighbour_tid: Tid::read(&head[4..10]),
-        heap_tids,
+    let header = element_vector_offset();
+    if bytes.len() < header {
+        return Err(Corrupt(format!("element item of {} bytes", bytes.len())));
+    }
+    let (level, count) = (bytes[2] as usize, bytes[3] as usize);
+    if level > LEVEL_CAP || count > MAX_HEAP_TIDS {
+        return Err(Corrupt(format!("element with level {level} and {count} heap TIDs")));
+    }
+    let extras_len = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
+    let expected = element_size(dims, extras_len);
+    if bytes.len() != expected {
+        return Err(Corrupt(format!("element item of {} bytes, expected {expected} for {dims} dimensions", bytes.len())));
+    }
+    let extras = &bytes[extras_offset(dims)..extras_offset(dims) + extras_len];
+    // The extras are an index tuple (filter.rs) that index_deform_tuple reads: its own length
+    // must be what the element says.
+    if !extras.is_empty() && (extras_len < 8 || (u16::from_ne_bytes([extras[6], extras[7]]) & 0x1fff) as usize != extras_len) {
+        return Err(Corrupt(format!("filter values of {extras_len} bytes with a different length inside")));
+    }
+    let vector_bytes = &bytes[header..header + dims * 4];
+    if vector_bytes.as_ptr() as usize % std::mem::align_of::<f32>() != 0 {
+        return Err(Corrupt("misaligned element".into()));
+    }
+    // SAFETY: in bounds (length checked above) and aligned for f32; every bit pattern is an f32.
+    let vector = unsafe { std::slice::from_raw_parts(vector_bytes.as_ptr() as *const f32, dims) };
+    Ok(Some(ElementData {
+        deleted: bytes[1] & FLAG_DELETED != 0,
+        level,
+        neighbour_tid: Tid::read(&bytes[4..10]),
+        heap_tids: (0..count).map(|i| Tid::read(&bytes[16 + i * TID_SIZE..])).collect(),
         vector,
         extras,
-    })
+    }))
 }
 
 /// Rewrite the heap TIDs (and the deleted flag when none are left) of an element in place.
 ///
 /// # Safety
 /// `item` must be a writable element item (page registered with GenericXLog).
-pub unsafe fn set_element_heap_tids(item: *mut u8, heap_tids: &[Tid]) {
-    let head = unsafe { std::slice::from_raw_parts_mut(item, 16 + MAX_HEAP_TIDS * TID_SIZE) };
+pub unsafe fn set_element_heap_tids(item: Item, heap_tids: &[Tid]) {
+    let head = unsafe { item.bytes_mut() };
+    if head.len() < element_vector_offset() || heap_tids.len() > MAX_HEAP_TIDS {
+        Corrupt(format!("element item of {} bytes", head.len())).raise();
+    }
     head[3] = heap_tids.len() as u8;
     for (i, t) in heap_tids.iter().enumerate() {
         t.write(&mut head[16 + i * TID_SIZE..]);
@@ -283,35 +316,43 @@ fn slots_offset(level: usize) -> usize {
     4 + (level + 1) * 2
 }
 
-/// Read the neighbour list of `layer` from a neighbour item.
-///
-/// # Safety
-/// `item` must point at a neighbour item written for this `m`, valid while read.
-pub unsafe fn read_neighbours(item: *const u8, m: usize, layer: usize, out: &mut Vec<Tid>) {
-    out.clear();
-    let level = unsafe { *item.add(1) } as usize;
-    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
-        return;
+/// The level of a neighbour item written for this `m`; None when the item is another kind.
+/// Its level byte and its length must agree with `m`.
+fn neighbour_level(bytes: &[u8], m: usize) -> Result<Option<usize>, Corrupt> {
+    if bytes.first() != Some(&NEIGHBOUR_KIND) {
+        return Ok(None);
     }
-    let bytes = unsafe { std::slice::from_raw_parts(item, neighbour_size(m, level)) };
+    let level = *bytes.get(1).unwrap_or(&u8::MAX) as usize;
+    if level > max_level_for(m) || bytes.len() != neighbour_size(m, level) {
+        return Err(Corrupt(format!("neighbour item of {} bytes with level {level} for m = {m}", bytes.len())));
+    }
+    Ok(Some(level))
+}
+
+/// Read the list of `layer` from the bytes of a neighbour item (empty for another kind of
+/// item or a layer above its level).
+pub fn parse_neighbours(bytes: &[u8], m: usize, layer: usize, out: &mut Vec<Tid>) -> Result<(), Corrupt> {
+    out.clear();
+    let Some(level) = neighbour_level(bytes, m)? else { return Ok(()) };
+    if layer > level {
+        return Ok(());
+    }
     let count = u16::from_le_bytes([bytes[4 + layer * 2], bytes[5 + layer * 2]]) as usize;
     let (start, cap) = layer_slots(m, level, layer);
     let base = slots_offset(level) + start * TID_SIZE;
     for i in 0..count.min(cap) {
         out.push(Tid::read(&bytes[base + i * TID_SIZE..]));
     }
+    Ok(())
 }
 
-/// Overwrite the neighbour list of `layer` in place (truncated to the layer's capacity).
-///
-/// # Safety
-/// `item` must be a writable neighbour item (page registered with GenericXLog) for this `m`.
-pub unsafe fn write_neighbours(item: *mut u8, m: usize, layer: usize, list: &[Tid]) {
-    let level = unsafe { *item.add(1) } as usize;
-    if unsafe { *item } != NEIGHBOUR_KIND || layer > level {
-        return;
+/// Overwrite the list of `layer` in the bytes of a neighbour item (truncated to the layer's
+/// capacity; nothing for another kind of item or a layer above its level).
+pub fn put_neighbours(bytes: &mut [u8], m: usize, layer: usize, list: &[Tid]) -> Result<(), Corrupt> {
+    let Some(level) = neighbour_level(bytes, m)? else { return Ok(()) };
+    if layer > level {
+        return Ok(());
     }
-    let bytes = unsafe { std::slice::from_raw_parts_mut(item, neighbour_size(m, level)) };
     let (start, cap) = layer_slots(m, level, layer);
     let n = list.len().min(cap);
     bytes[4 + layer * 2..6 + layer * 2].copy_from_slice(&(n as u16).to_le_bytes());
@@ -319,10 +360,27 @@ pub unsafe fn write_neighbours(item: *mut u8, m: usize, layer: usize, list: &[Ti
     for (i, t) in list[..n].iter().enumerate() {
         t.write(&mut bytes[base + i * TID_SIZE..]);
     }
+    Ok(())
 }
 
-pub(crate) fn is_element(item: *const u8) -> bool {
-    unsafe { *item == ELEMENT_KIND }
+/// Read the neighbour list of `layer` from a neighbour item; ERROR when it is corrupt.
+///
+/// # Safety
+/// `item` must come from `item_ptr` on a locked page.
+pub unsafe fn read_neighbours(item: Item, m: usize, layer: usize, out: &mut Vec<Tid>) {
+    parse_neighbours(unsafe { item.bytes() }, m, layer, out).unwrap_or_else(|c| c.raise())
+}
+
+/// Overwrite the neighbour list of `layer` in place; ERROR when the item is corrupt.
+///
+/// # Safety
+/// `item` must be a writable item (page registered with GenericXLog).
+pub unsafe fn write_neighbours(item: Item, m: usize, layer: usize, list: &[Tid]) {
+    put_neighbours(unsafe { item.bytes_mut() }, m, layer, list).unwrap_or_else(|c| c.raise())
+}
+
+pub(crate) fn is_element(item: Item) -> bool {
+    unsafe { *item.ptr == ELEMENT_KIND }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,8 +421,7 @@ unsafe fn directory_item(page: pg_sys::Page) -> Option<*mut u8> {
             return None;
         }
         let item = item_ptr(page, 1)?;
-        let length = (*pg_sys::PageGetItemId(page, 1)).lp_len() as usize;
-        (length >= directory_item_size() && *item == DIRECTORY_KIND).then_some(item)
+        (item.len >= directory_item_size() && *item.ptr == DIRECTORY_KIND).then_some(item.ptr)
     }
 }
 
@@ -460,10 +517,34 @@ impl Locked {
     }
 
     /// Extend the relation by one page, returned locked exclusively (not yet initialised).
+    /// The last page is taken instead when it is new (all zeroes: left by an insert that
+    /// failed after extending), so failed inserts leave no orphan pages behind. Only a
+    /// conditional lock is tried on it: its holder may be waiting for the extension lock.
     pub(crate) fn extend(index: pg_sys::Relation) -> Locked {
         unsafe {
             pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
-            let locked = Locked::read(index, pg_sys::InvalidBlockNumber, true);
+            let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let mut reused = None;
+            if blocks > 1 {
+                let buffer = pg_sys::ReadBufferExtended(
+                    index,
+                    pg_sys::ForkNumber::MAIN_FORKNUM,
+                    blocks - 1,
+                    pg_sys::ReadBufferMode::RBM_NORMAL,
+                    ptr::null_mut(),
+                );
+                if pg_sys::ConditionalLockBuffer(buffer) {
+                    let header = pg_sys::BufferGetPage(buffer) as *const pg_sys::PageHeaderData;
+                    if (*header).pd_upper == 0 {
+                        reused = Some(Locked { buffer });
+                    } else {
+                        pg_sys::UnlockReleaseBuffer(buffer);
+                    }
+                } else {
+                    pg_sys::ReleaseBuffer(buffer);
+                }
+            }
+            let locked = reused.unwrap_or_else(|| Locked::read(index, pg_sys::InvalidBlockNumber, true));
             pg_sys::UnlockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
             locked
         }
@@ -484,21 +565,107 @@ impl Drop for Locked {
     }
 }
 
-/// Pointer to the item at `offset` of `page`, or None when the offset is out of range.
+/// Why an index page cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+impl Corrupt {
+    /// ERROR with ERRCODE_INDEX_CORRUPTED (XX002).
+    pub fn raise(&self) -> ! {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            format!("xhnsw: an index page is corrupt ({}); REINDEX it", self.0)
+        );
+    }
+}
+
+/// An item of a locked page: where it starts and its length (`lp_len`), within the page.
+#[derive(Clone, Copy)]
+pub struct Item {
+    ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Item {
+    /// # Safety
+    /// The page must stay pinned and locked while the bytes are used.
+    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// # Safety
+    /// As for `bytes`, on a writable page; no other reference to the item may be alive.
+    pub unsafe fn bytes_mut<'a>(&self) -> &'a mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+const PAGE_HEADER_SIZE: usize = 24;
+
+/// Line pointers on a page, from its header.
+pub fn max_offset(page: &[u8]) -> u16 {
+    let lower = u16::from_le_bytes([page[12], page[13]]) as usize;
+    (lower.saturating_sub(PAGE_HEADER_SIZE) / std::mem::size_of::<pg_sys::ItemIdData>()) as u16
+}
+
+/// Where the item at `offset` lies on `page`: (start, length); None when the offset is out of
+/// range. Its line pointer must be in use and its bytes between the header and the special
+/// space (as amcheck's PageGetItemIdCareful checks), MAXALIGNed as PageAddItem places them.
+pub fn item_bounds(page: &[u8], offset: u16) -> Result<Option<(usize, usize)>, Corrupt> {
+    if page.len() != pg_sys::BLCKSZ as usize {
+        return Err(Corrupt(format!("page of {} bytes", page.len())));
+    }
+    let field = |at: usize| u16::from_le_bytes([page[at], page[at + 1]]) as usize;
+    let (lower, upper, special) = (field(12), field(14), field(16));
+    if !(lower <= upper && upper <= special && special <= page.len()) {
+        return Err(Corrupt(format!("page header with lower {lower}, upper {upper}, special {special}")));
+    }
+    if offset == 0 || offset > max_offset(page) {
+        return Ok(None);
+    }
+    let at = PAGE_HEADER_SIZE + (offset as usize - 1) * 4;
+    let id = u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]]);
+    let (start, flags, len) = ((id & 0x7fff) as usize, (id >> 15) & 3, (id >> 17) as usize);
+    if flags != pg_sys::LP_NORMAL || len == 0 || start < upper || start % 8 != 0 || start + len > special {
+        return Err(Corrupt(format!("line pointer {offset} with offset {start}, length {len}, flags {flags}")));
+    }
+    Ok(Some((start, len)))
+}
+
+/// # Safety
+/// `page` must point at a whole page.
+unsafe fn page_bytes<'a>(page: pg_sys::Page) -> &'a [u8] {
+    unsafe { std::slice::from_raw_parts(page as *const u8, pg_sys::BLCKSZ as usize) }
+}
+
+/// The item at `offset` of `page`, None when the offset is out of range; ERROR (XX002) when its
+/// line pointer is corrupt.
 ///
 /// # Safety
 /// `page` must be a valid, locked page.
-pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<*mut u8> {
-    unsafe {
-        if offset == 0 || offset > pg_sys::PageGetMaxOffsetNumber(page) {
-            return None;
-        }
-        let id = pg_sys::PageGetItemId(page, offset);
-        if (*id).lp_flags() != pg_sys::LP_NORMAL {
-            return None;
-        }
-        Some(pg_sys::PageGetItem(page, id) as *mut u8)
+pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<Item> {
+    match item_bounds(unsafe { page_bytes(page) }, offset) {
+        Ok(bounds) => bounds.map(|(start, len)| Item { ptr: unsafe { (page as *mut u8).add(start) }, len }),
+        Err(corrupt) => corrupt.raise(),
     }
+}
+
+/// Line pointers on a locked page.
+///
+/// # Safety
+/// `page` must be a valid, locked page.
+pub unsafe fn page_max_offset(page: pg_sys::Page) -> u16 {
+    max_offset(unsafe { page_bytes(page) })
+}
+
+/// Is this an initialised page of elements and neighbour items (no special space)?
+///
+/// # Safety
+/// `page` must be a valid, locked page.
+pub unsafe fn is_data_page(page: pg_sys::Page) -> bool {
+    let header = page as *const pg_sys::PageHeaderData;
+    unsafe { (*header).pd_upper != 0 && (*header).pd_special as usize == pg_sys::BLCKSZ as usize }
 }
 
 /// Free bytes for one more item on `page`.
@@ -506,7 +673,8 @@ pub(crate) fn free_space(page: pg_sys::Page) -> usize {
     unsafe { pg_sys::PageGetFreeSpace(page) }
 }
 
-/// Add an item; returns its offset. Callers check free space first.
+/// Add an item; returns its offset. Callers check free space first, so a failure means the
+/// page is not what its header says: ERROR (XX002).
 ///
 /// # Safety
 /// `page` must be writable (registered with GenericXLog, or a new page during build).
@@ -515,7 +683,7 @@ pub unsafe fn add_item(page: pg_sys::Page, bytes: &[u8]) -> u16 {
         pg_sys::PageAddItemExtended(page, bytes.as_ptr() as pg_sys::Item, bytes.len(), pg_sys::InvalidOffsetNumber, 0)
     };
     if offset == pg_sys::InvalidOffsetNumber {
-        pgrx::error!("xhnsw: failed to add an item to an index page");
+        Corrupt(format!("no room for an item of {} bytes that should fit", bytes.len())).raise();
     }
     offset
 }
@@ -524,6 +692,8 @@ pub unsafe fn add_item(page: pg_sys::Page, bytes: &[u8]) -> u16 {
 pub struct Xlog {
     state: *mut pg_sys::GenericXLogState,
     page: pg_sys::Page,
+    /// The blocks registered, all locked exclusively by this backend.
+    blocks: Vec<pg_sys::BlockNumber>,
 }
 
 impl Xlog {
@@ -532,7 +702,7 @@ impl Xlog {
             let state = pg_sys::GenericXLogStart(index);
             let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
             let page = pg_sys::GenericXLogRegisterBuffer(state, locked.buffer, flags);
-            Xlog { state, page }
+            Xlog { state, page, blocks: vec![locked.block()] }
         }
     }
 
@@ -544,7 +714,13 @@ impl Xlog {
     /// all of them are replayed together or not at all.
     pub(crate) fn register(&mut self, locked: &Locked, full_image: bool) -> pg_sys::Page {
         let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+        self.blocks.push(locked.block());
         unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, locked.buffer, flags) }
+    }
+
+    /// Is `block` locked by this record already? (Locking it again would self-deadlock.)
+    pub fn holds(&self, block: pg_sys::BlockNumber) -> bool {
+        self.blocks.contains(&block)
     }
 
     pub fn finish(mut self) {
@@ -568,14 +744,38 @@ pub(crate) fn init_page(page: pg_sys::Page) {
 /// # Safety
 /// `page` must be the locked metapage.
 pub unsafe fn read_meta(page: pg_sys::Page) -> MetaPage {
-    let meta = unsafe { ptr::read_unaligned(pg_sys::PageGetContents(page) as *const MetaPage) };
+    parse_meta(unsafe { page_bytes(page) }).unwrap_or_else(|c| c.raise())
+}
+
+/// The metapage's fields, checked against what any index can hold: every reader sizes its
+/// reads by `dims` and `m`.
+pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
+    use super::build::MAX_INDEX_DIMS;
+    use super::options::{MAX_EF_CONSTRUCTION, MAX_M, MIN_M};
+    if page.len() < PAGE_HEADER_SIZE + std::mem::size_of::<MetaPage>() {
+        return Err(Corrupt("short metapage".into()));
+    }
+    // SAFETY: in bounds; MetaPage is plain integers, valid for any bytes.
+    let meta = unsafe { ptr::read_unaligned(page[PAGE_HEADER_SIZE..].as_ptr() as *const MetaPage) };
     if meta.magic != MAGIC {
-        pgrx::error!("xhnsw: index metapage is corrupt (bad magic number)");
+        return Err(Corrupt("bad magic number in the metapage".into()));
     }
     if !(OLDEST_READABLE_VERSION..=VERSION).contains(&meta.version) {
-        pgrx::error!("xhnsw: index has format version {}, this build reads {}: REINDEX it", meta.version, VERSION);
+        return Err(Corrupt(format!("format version {}, this build reads {VERSION}", meta.version)));
     }
-    meta
+    let (dims, m, efc) = (meta.dims as usize, meta.m as usize, meta.ef_construction as usize);
+    if dims > MAX_INDEX_DIMS
+        || !(MIN_M..=MAX_M).contains(&m)
+        || !(1..=MAX_EF_CONSTRUCTION).contains(&efc)
+        || Metric::from_u32(meta.metric).is_none()
+        || meta.entry_level as usize > max_level_for(m)
+    {
+        return Err(Corrupt(format!(
+            "metapage with dims {dims}, m {m}, ef_construction {efc}, metric {}, entry level {}",
+            meta.metric, meta.entry_level
+        )));
+    }
+    Ok(meta)
 }
 
 /// # Safety
@@ -597,6 +797,7 @@ pub fn read_meta_of(index: pg_sys::Relation) -> MetaPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn neighbour_lists_round_trip() {
@@ -608,39 +809,70 @@ mod tests {
             vec![],
         ];
         for (layer, list) in lists.iter().enumerate() {
-            unsafe { write_neighbours(item.as_mut_ptr(), m, layer, list) };
+            put_neighbours(&mut item, m, layer, list).unwrap();
         }
         let mut out = Vec::new();
         for (layer, list) in lists.iter().enumerate() {
-            unsafe { read_neighbours(item.as_ptr(), m, layer, &mut out) };
+            parse_neighbours(&item, m, layer, &mut out).unwrap();
             assert_eq!(&out, list);
         }
         // longer than capacity is truncated; layers above the level read empty
         let long: Vec<Tid> = (0..20).map(|i| Tid { block: i, offset: 1 }).collect();
-        unsafe { write_neighbours(item.as_mut_ptr(), m, 1, &long) };
-        unsafe { read_neighbours(item.as_ptr(), m, 1, &mut out) };
+        put_neighbours(&mut item, m, 1, &long).unwrap();
+        parse_neighbours(&item, m, 1, &mut out).unwrap();
         assert_eq!(out.len(), m);
-        unsafe { read_neighbours(item.as_ptr(), m, 3, &mut out) };
+        parse_neighbours(&item, m, 3, &mut out).unwrap();
         assert!(out.is_empty());
+        // a level byte above what m allows, or a length that does not match it, is corrupt
+        let mut bad = item.clone();
+        bad[1] = 255;
+        assert!(parse_neighbours(&bad, m, 0, &mut out).is_err());
+        assert!(parse_neighbours(&item[..item.len() - 8], m, 0, &mut out).is_err());
+        assert!(put_neighbours(&mut bad, m, 0, &long).is_err());
+    }
+
+    /// `bytes` copied into 8-aligned memory, as items lie on a page.
+    fn aligned(bytes: &[u8]) -> Vec<u64> {
+        let mut out = vec![0u64; bytes.len().div_ceil(8)];
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, bytes.len()) };
+        out
+    }
+
+    fn as_bytes(words: &[u64], len: usize) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, len) }
+    }
+
+    /// Index-tuple bytes as extras_of makes them: t_info holds the (MAXALIGNed) size.
+    fn fake_extras(len: usize) -> Vec<u8> {
+        let mut extras = vec![0u8; len];
+        extras[6..8].copy_from_slice(&(len as u16).to_ne_bytes());
+        extras
     }
 
     #[test]
     fn element_round_trip() {
         let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
         let tids = [Tid { block: 5, offset: 2 }, Tid { block: 1 << 20, offset: 9 }];
-        // keep the buffer 8-aligned like a page item
-        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v, b"extra!");
-        let mut aligned = vec![0u64; bytes.len() / 8 + 1];
-        let raw = aligned.as_mut_ptr() as *mut u8;
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
-        let e = unsafe { decode_element(raw, v.len()) }.unwrap();
+        let extras = fake_extras(16);
+        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v, &extras);
+        let words = aligned(&bytes);
+        let item = as_bytes(&words, bytes.len());
+        let e = parse_element(item, v.len()).unwrap().unwrap();
         assert_eq!((e.level, e.deleted, e.neighbour_tid), (3, false, Tid { block: 7, offset: 4 }));
         assert_eq!(e.heap_tids, tids);
         assert_eq!(e.vector, &v[..]);
-        assert_eq!(e.extras, b"extra!");
-        assert_eq!((raw as usize + extras_offset(v.len())) % 8, 0, "extras are MAXALIGNed");
-        unsafe { set_element_heap_tids(raw, &[]) };
-        assert!(unsafe { decode_element(raw, v.len()) }.unwrap().deleted);
+        assert_eq!(e.extras, &extras[..]);
+        assert_eq!((item.as_ptr() as usize + extras_offset(v.len())) % 8, 0, "extras are MAXALIGNed");
+        // the wrong dimension, a cut item, a level or TID count out of range: corrupt
+        assert!(parse_element(item, v.len() + 4).is_err());
+        assert!(parse_element(&item[..item.len() - 8], v.len()).is_err());
+        for (at, value) in [(2, 17u8), (3, 9u8), (10, 200u8)] {
+            let mut bad = bytes.clone();
+            bad[at] = value;
+            let words = aligned(&bad);
+            assert!(parse_element(as_bytes(&words, bad.len()), v.len()).is_err(), "byte {at} = {value}");
+        }
+        assert!(parse_element(&encode_neighbours(4, 0), v.len()).unwrap().is_none(), "another kind");
     }
 
     #[test]
@@ -653,6 +885,107 @@ mod tests {
             let top = max_level_for(m);
             assert!(top >= 4, "m={m} top={top}");
             assert!(neighbour_size(m, top) <= page_usable_space());
+        }
+    }
+
+    const BLOCK: usize = pg_sys::BLCKSZ as usize;
+
+    /// A data page as PageInit and PageAddItem would lay it out: an element and its
+    /// neighbour item.
+    fn data_page(dims: usize, m: usize, level: usize) -> Vec<u64> {
+        let mut page = vec![0u8; BLOCK];
+        let items = [
+            encode_element(level, Tid { block: 1, offset: 2 }, &[Tid { block: 9, offset: 1 }], &vec![0.25; dims], &[]),
+            encode_neighbours(m, level),
+        ];
+        let mut upper = BLOCK;
+        for (i, item) in items.iter().enumerate() {
+            upper -= item.len();
+            page[upper..upper + item.len()].copy_from_slice(item);
+            let id = upper as u32 | pg_sys::LP_NORMAL << 15 | (item.len() as u32) << 17;
+            page[PAGE_HEADER_SIZE + i * 4..PAGE_HEADER_SIZE + i * 4 + 4].copy_from_slice(&id.to_le_bytes());
+        }
+        page[12..14].copy_from_slice(&((PAGE_HEADER_SIZE + 8) as u16).to_le_bytes());
+        page[14..16].copy_from_slice(&(upper as u16).to_le_bytes());
+        page[16..18].copy_from_slice(&(BLOCK as u16).to_le_bytes());
+        aligned(&page)
+    }
+
+    /// What every reader does with a page: each item through `item_bounds`, then decoded as
+    /// an element or a neighbour item. Returns whether the page was found corrupt.
+    fn read_page(page: &[u8], dims: usize, m: usize) -> bool {
+        let mut out = Vec::new();
+        for offset in 0..=max_offset(page).saturating_add(1) {
+            match item_bounds(page, offset) {
+                Err(_) => return true,
+                Ok(None) => {}
+                Ok(Some((start, len))) => {
+                    let bytes = &page[start..start + len];
+                    match parse_element(bytes, dims) {
+                        Err(_) => return true,
+                        Ok(Some(e)) => assert_eq!(e.vector.len(), dims),
+                        Ok(None) => {
+                            for layer in 0..=LEVEL_CAP + 1 {
+                                if parse_neighbours(bytes, m, layer, &mut out).is_err() {
+                                    return true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_built_page_reads_back() {
+        let words = data_page(24, 16, 2);
+        assert!(!read_page(as_bytes(&words, BLOCK), 24, 16));
+        assert_eq!(item_bounds(as_bytes(&words, BLOCK), 3), Ok(None));
+    }
+
+    // Fuzzing on stable Rust: random pages and bit-flipped pages through the decoders must give
+    // a decoded item or `Corrupt`, never a panic or a read past the page (bounds-checked
+    // slices panic where an unchecked read would overrun). PROPTEST_CASES sets the number of
+    // cases (bench/README.md: the long run).
+    proptest! {
+        #[test]
+        fn random_pages_never_panic(bytes in proptest::collection::vec(any::<u8>(), BLOCK), dims in 0usize..2100, m in 2usize..=100) {
+            let words = aligned(&bytes);
+            read_page(as_bytes(&words, BLOCK), dims, m);
+            let _ = parse_meta(as_bytes(&words, BLOCK));
+        }
+
+        #[test]
+        fn bit_flipped_pages_never_panic(
+            flips in proptest::collection::vec((0usize..BLOCK, 0u8..8), 1..16),
+            dims in 1usize..200,
+            m in 2usize..=100,
+            level in 0usize..4,
+        ) {
+            let level = level.min(max_level_for(m));
+            let mut words = data_page(dims, m, level);
+            let page = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, BLOCK) };
+            for (at, bit) in flips {
+                page[at] ^= 1 << bit;
+            }
+            read_page(page, dims, m);
+        }
+
+        #[test]
+        fn corrupt_metapages_are_refused(
+            dims in any::<u32>(), m in any::<u32>(), efc in any::<u32>(), metric in any::<u32>(), level in any::<u32>(),
+        ) {
+            let meta = MetaPage {
+                magic: MAGIC, version: VERSION, dims, m, ef_construction: efc, metric, entry: Tid::INVALID,
+                entry_level: level, insert_page: 0, elements: 0, directory_head: 0, directory_tail: 0,
+            };
+            let mut page = vec![0u8; BLOCK];
+            unsafe { ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta) };
+            if let Ok(read) = parse_meta(&page) {
+                prop_assert!(read.dims <= 2000 && (2..=100).contains(&read.m) && read.entry_level as usize <= max_level_for(read.m as usize));
+            }
         }
     }
 }

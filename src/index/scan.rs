@@ -33,6 +33,9 @@ struct ScanState {
     /// WHERE clauses on the filter columns, checked during traversal.
     filter: Option<KeyFilter>,
     filter_context: pg_sys::MemoryContext,
+    /// What a rescan allocates (the detoasted query, array keys): reset on each rescan, so
+    /// that rescans under a nested loop do not pile up in the query's context.
+    rescan_context: pg_sys::MemoryContext,
     mode: Option<Mode>,
     pending: VecDeque<Tid>,
     batch: Vec<Scored<Tid>>,
@@ -46,7 +49,15 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 ) -> pg_sys::IndexScanDesc {
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        let state = ScanState { query: None, filter: None, filter_context: child_context(c"xhnsw filter"), mode: None, pending: VecDeque::new(), batch: Vec::new() };
+        let state = ScanState {
+            query: None,
+            filter: None,
+            filter_context: child_context(c"xhnsw filter"),
+            rescan_context: child_context(c"xhnsw rescan"),
+            mode: None,
+            pending: VecDeque::new(),
+            batch: Vec::new(),
+        };
         // Dropped with the executor's memory context, also when the query fails.
         (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut std::ffi::c_void;
         scan
@@ -69,16 +80,29 @@ pub unsafe extern "C-unwind" fn amrescan(
         if !keys.is_null() && nkeys > 0 {
             std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
         }
-        let state = &mut *((*scan).opaque as *mut ScanState);
-        state.filter = KeyFilter::from_scan(scan, state.filter_context);
-        state.query = None;
-        if count > 0 {
-            let key = &*(*scan).orderByData;
-            if key.sk_flags & pg_sys::SK_ISNULL as i32 == 0 {
-                let vector = Xvector::from_datum_value(key.sk_argument);
-                state.query = Some(vector.as_slice().to_vec());
-            }
+        // The graph orders by its first column only; the planner is steered away from other
+        // orderings (amcostestimate), so reaching this is a planner change, not a user error.
+        if count > 1 || (count == 1 && (*(*scan).orderByData).sk_attno != 1) {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "xhnsw: an index scan can only order by the distance to the index's first column"
+            );
         }
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        state.filter = None; // it points into the rescan context
+        pg_sys::MemoryContextReset(state.rescan_context);
+        let (filter_context, rescan_context) = (state.filter_context, state.rescan_context);
+        let (filter, query) = PgMemoryContexts::For(rescan_context).switch_to(|_| {
+            let filter = KeyFilter::from_scan(scan, filter_context);
+            let key = (count > 0).then(|| &*(*scan).orderByData);
+            let query = key
+                .filter(|key| key.sk_flags & pg_sys::SK_ISNULL as i32 == 0)
+                .map(|key| Xvector::from_datum_value(key.sk_argument).as_slice().to_vec());
+            (filter, query)
+        });
+        state.filter = filter;
+        state.query = query;
         state.mode = None;
         state.pending.clear();
     }
@@ -90,6 +114,9 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _directi
         let index = (*scan).indexRelation;
         let state = &mut *((*scan).opaque as *mut ScanState);
         loop {
+            // A filter that matches nothing keeps this loop refilling (page after page in
+            // physical order, batch after batch of the graph) without returning a row.
+            pgrx::check_for_interrupts!();
             if let Some(tid) = state.pending.pop_front() {
                 (*scan).xs_heaptid = tid.to_pg();
                 (*scan).xs_recheck = false;
@@ -205,7 +232,7 @@ fn rank_exactly(store: &PageStore, query: &[f32], filter: &mut KeyFilter) -> Opt
 fn collect_page(store: &PageStore, block: u32, mut filter: Option<&mut KeyFilter>, out: &mut VecDeque<Tid>) {
     let locked = Locked::read(store.index, block, false);
     unsafe {
-        let max = pg_sys::PageGetMaxOffsetNumber(locked.page());
+        let max = page::page_max_offset(locked.page());
         for offset in 1..=max {
             let Some(item) = page::item_ptr(locked.page(), offset) else { continue };
             if !page::is_element(item) {

@@ -1,8 +1,11 @@
 //! `PageStore`: the graph of graph.rs read from and written to index pages through the buffer
 //! manager. Node ids are element ItemPointers. Reads take a share lock on one page at a time;
-//! writes take an exclusive lock on one page at a time and log it with GenericXLog.
+//! writes take an exclusive lock on one page at a time and log it with GenericXLog. Every
+//! graph walk (scans, inserts, vacuum's repair) reads elements through it, so it is also where
+//! long walks check for interrupts.
 
 use pgrx::pg_sys;
+use std::cell::Cell;
 
 use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
 use super::page::{self, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
@@ -15,7 +18,12 @@ pub struct PageStore {
     pub m: usize,
     /// Vacuum replaces a deleted entry point unconditionally; inserts only raise it.
     pub replace_entry: bool,
+    /// Element reads since the last interrupt check.
+    reads: Cell<u32>,
 }
+
+/// Element reads between two interrupt checks.
+const READS_PER_INTERRUPT_CHECK: u32 = 1000;
 
 /// What one element read returns besides the vector.
 pub struct ElementInfo {
@@ -31,10 +39,23 @@ impl PageStore {
         PageStore {
             index,
             meta,
-            metric: Metric::from_u32(meta.metric).unwrap_or_else(|| pgrx::error!("xhnsw: unknown metric in metapage")),
+            metric: Metric::from_u32(meta.metric).expect("read_meta checks the metric"),
             dims: meta.dims as usize,
             m: meta.m as usize,
             replace_entry: false,
+            reads: Cell::new(0),
+        }
+    }
+
+    /// Count one element read; every READS_PER_INTERRUPT_CHECK, honour cancel and timeouts
+    /// (no buffer lock is held here).
+    fn count_read(&self) {
+        let reads = self.reads.get() + 1;
+        if reads >= READS_PER_INTERRUPT_CHECK {
+            pgrx::check_for_interrupts!();
+            self.reads.set(0);
+        } else {
+            self.reads.set(reads);
         }
     }
 
@@ -43,15 +64,23 @@ impl PageStore {
         if !id.is_valid() {
             return None;
         }
+        self.count_read();
         let locked = Locked::read(self.index, id.block, false);
         self.element_on(&locked, id).map(|element| f(&element))
     }
 
-    /// The element `id` on its locked page, if there is one.
+    /// The element `id` on its locked page, if there is one. ERROR when it is corrupt, its
+    /// level above what `m` allows and an invalid neighbour item address included.
     fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<page::ElementData<'a>> {
         unsafe {
             let item = page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
-            page::decode_element(item, self.dims)
+            let element = page::decode_element(item, self.dims)?;
+            // (An invalid block would read as P_NEW: a read that extends the relation.)
+            if element.level > page::max_level_for(self.m) || !element.neighbour_tid.is_valid() {
+                page::Corrupt(format!("element at level {} for m = {}, neighbours at {:?}", element.level, self.m, element.neighbour_tid))
+                    .raise();
+            }
+            Some(element)
         }
     }
 
@@ -71,6 +100,7 @@ impl PageStore {
         if !id.is_valid() {
             return None;
         }
+        self.count_read();
         let mut locked = Locked::read(self.index, id.block, false);
         let neighbour_tid = self.element_on(&locked, id)?.neighbour_tid;
         if neighbour_tid.block != id.block {

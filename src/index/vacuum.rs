@@ -61,11 +61,11 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         if !stats.is_null() {
             return stats;
         }
-        // No bulk delete ran (nothing to remove): still report the index's size.
+        // No bulk delete ran (nothing to remove): still report the index's size, counted
+        // under share locks (this runs after every insert-only autovacuum too).
         let index = (*info).index;
         let stats = ensure_stats(stats);
-        let census = sweep(index, |_| false);
-        (*stats).num_index_tuples = census.live_tids;
+        (*stats).num_index_tuples = super::check::live_heap_tids(index);
         (*stats).num_pages = block_count(index);
         stats
     }
