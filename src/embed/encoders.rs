@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
-use super::cache::ResultCache;
-use super::error::EmbedError;
-use super::model::ModelConfig;
+use super::pipeline::cache::ResultCache;
+use super::pipeline::error::EmbedError;
+use super::pipeline::model::ModelConfig;
 use super::registry::{self, Entry};
 use super::report::{raise, raise_embed, OrRaise};
-use super::session::{ImageEncoder, Placement, TextEncoder};
+use super::pipeline::session::{ImageEncoder, Placement, TextEncoder};
 use super::settings::{self, DeviceSetting};
-use super::stats::{Counters, Stats};
-use super::tokenize::TokenizedText;
+use super::pipeline::stats::{Counters, Stats};
+use super::pipeline::tokenize::TokenizedText;
 use super::Modality;
 
 /// A model as this backend knows it.

@@ -4,7 +4,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use super::error::EmbedError;
+use super::pipeline::error::EmbedError;
 
 pub fn sqlstate(error: &EmbedError) -> PgSqlErrorCode {
     use EmbedError::*;

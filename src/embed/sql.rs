@@ -14,7 +14,7 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 use pgrx::prelude::*;
 
 use super::encoders;
-use super::session::{ImageEncoder, TextEncoder};
+use super::pipeline::session::{ImageEncoder, TextEncoder};
 use crate::vector::Xvector;
 
 #[pg_extern(stable, parallel_restricted)]
@@ -111,7 +111,7 @@ mod xmodal {
     use pgrx::PgSqlErrorCode::*;
 
     use crate::embed::encoders;
-    use crate::embed::model::ModelConfig;
+    use crate::embed::pipeline::model::ModelConfig;
     use crate::embed::registry::{self, Entry};
     use crate::embed::report::{raise, OrRaise};
 

@@ -541,7 +541,7 @@ impl ImageEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::model::tests::{model_variant, MODELS};
+    use crate::embed::pipeline::model::tests::{model_variant, MODELS};
     use serde_json::Value;
     use std::sync::Once;
     use std::time::Instant;
