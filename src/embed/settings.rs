@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 use super::pipeline::preprocess::ImageLimits;
-use super::pipeline::session::{Device, RuntimeOptions};
+use super::pipeline::runtime::{Device, RuntimeOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PostgresGucEnum)]
 pub enum DeviceSetting {
