@@ -3,6 +3,9 @@
 //! cache of recent results and the counters. Sessions are kept until the model's registration
 //! changes (a new registration id) or it is dropped. Only this thread calls Postgres; ONNX
 //! Runtime's threads compute on the plain Rust data passed to `session.rs`.
+//!
+//! With `xmodal.encoder = service` a backend keeps only the tokenizer or the preprocessing of a
+//! tower (its `Preparer`) and sends the prepared tensors to the encoder service (service/).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,13 +17,15 @@ use pgrx::PgSqlErrorCode::*;
 use super::pipeline::cache::ResultCache;
 use super::pipeline::error::EmbedError;
 use super::pipeline::model::ModelConfig;
+use super::pipeline::preprocess::{preprocess, PreprocessConfig};
 use super::registry::{self, Entry};
 use super::report::{raise, raise_embed, OrRaise};
 use super::pipeline::runtime::Placement;
 use super::pipeline::session::{ImageEncoder, TextEncoder};
 use super::settings::{self, DeviceSetting};
 use super::pipeline::stats::{Counters, Stats};
-use super::pipeline::tokenize::TokenizedText;
+use super::pipeline::tokenize::{ClipTokenizer, TokenizedText};
+use super::service;
 use super::Modality;
 
 /// A model as this backend knows it.
@@ -31,6 +36,9 @@ pub(super) struct Loaded {
     config: Option<ModelConfig>,
     text: Option<TextEncoder>,
     image: Option<ImageEncoder>,
+    /// Service mode: what this backend keeps of each tower.
+    text_input: Option<ClipTokenizer>,
+    image_input: Option<PreprocessConfig>,
 }
 
 /// One tower as the functions below use it: text (`str` in) or image (`[u8]` in).
@@ -47,6 +55,16 @@ pub(super) trait Tower: Sized {
     fn prepare(&mut self, input: &Self::Input) -> Result<Self::Prepared, EmbedError>;
     /// One inference over the whole batch.
     fn infer(&mut self, batch: &[Self::Prepared]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Service mode: the tokenizer or the preprocessing, without a session.
+    type Preparer;
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<Self::Preparer>;
+    fn preparer(config: &ModelConfig) -> Result<Self::Preparer, EmbedError>;
+    fn prepare_with(
+        preparer: &Self::Preparer,
+        input: &Self::Input,
+    ) -> Result<Self::Prepared, EmbedError>;
+    /// Values per input, and the batch as the service reads it (native byte order).
+    fn tensor(preparer: &Self::Preparer, batch: &[Self::Prepared]) -> (usize, Vec<u8>);
 }
 
 impl Tower for TextEncoder {
@@ -70,6 +88,29 @@ impl Tower for TextEncoder {
     }
     fn infer(&mut self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_tokens(batch)
+    }
+    type Preparer = ClipTokenizer;
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<ClipTokenizer> {
+        &mut loaded.text_input
+    }
+    fn preparer(config: &ModelConfig) -> Result<ClipTokenizer, EmbedError> {
+        let text = config.text.as_ref().ok_or(EmbedError::NoTower("text"))?;
+        ClipTokenizer::from_file(
+            &text.tokenizer,
+            text.context_length,
+            text.pad_id,
+            text.cleanup,
+        )
+    }
+    fn prepare_with(tokenizer: &ClipTokenizer, input: &str) -> Result<TokenizedText, EmbedError> {
+        tokenizer.encode(input)
+    }
+    /// Every text's ids, then every text's attention mask.
+    fn tensor(tokenizer: &ClipTokenizer, batch: &[TokenizedText]) -> (usize, Vec<u8>) {
+        let ids = batch.iter().flat_map(|t| t.ids.iter());
+        let masks = batch.iter().flat_map(|t| t.attention_mask.iter());
+        let bytes = ids.chain(masks).flat_map(|v| v.to_ne_bytes()).collect();
+        (tokenizer.context_length(), bytes)
     }
 }
 
@@ -99,6 +140,22 @@ impl Tower for ImageEncoder {
     }
     fn infer(&mut self, batch: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_pixels(batch)
+    }
+    type Preparer = PreprocessConfig;
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<PreprocessConfig> {
+        &mut loaded.image_input
+    }
+    fn preparer(config: &ModelConfig) -> Result<PreprocessConfig, EmbedError> {
+        let image = config.image.as_ref().ok_or(EmbedError::NoTower("image"))?;
+        Ok(image.preprocess.clone())
+    }
+    fn prepare_with(config: &PreprocessConfig, input: &[u8]) -> Result<Vec<f32>, EmbedError> {
+        preprocess(input, config, &settings::image_limits())
+    }
+    fn tensor(config: &PreprocessConfig, batch: &[Vec<f32>]) -> (usize, Vec<u8>) {
+        let side = config.crop as usize;
+        let bytes = batch.iter().flatten().flat_map(|v| v.to_ne_bytes()).collect();
+        (3 * side * side, bytes)
     }
 }
 
@@ -161,6 +218,8 @@ fn resolve(name: &str) -> Entry {
                     config: None,
                     text: None,
                     image: None,
+                    text_input: None,
+                    image_input: None,
                 };
                 models.insert(name.to_string(), loaded);
             }
@@ -240,8 +299,26 @@ fn run<T: Tower>(
     inputs: &[&T::Input],
     element: impl Fn(usize) -> Option<String>,
 ) -> (Vec<Vec<f32>>, Duration) {
+    let (rows, preprocess) = if service::enabled() {
+        run_on_service::<T>(entry, inputs, element)
+    } else {
+        run_here::<T>(entry, inputs, element)
+    };
+    check_for_interrupts!();
+    if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
+        check_dims(Some(bad.len()), entry);
+    }
+    (rows, preprocess)
+}
+
+/// Prepares and infers in this backend.
+fn run_here<T: Tower>(
+    entry: &Entry,
+    inputs: &[&T::Input],
+    element: impl Fn(usize) -> Option<String>,
+) -> (Vec<Vec<f32>>, Duration) {
     let name = entry.name.as_str();
-    let (rows, preprocess) = with_tower(entry, |tower: &mut T| {
+    with_tower(entry, |tower: &mut T| {
         let start = Instant::now();
         let mut batch = Vec::with_capacity(inputs.len());
         for (at, input) in inputs.iter().enumerate() {
@@ -253,11 +330,62 @@ fn run<T: Tower>(
         }
         let preprocess = start.elapsed();
         (tower.infer(&batch).or_raise(name), preprocess)
-    });
-    check_for_interrupts!();
-    if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
-        check_dims(Some(bad.len()), entry);
+    })
+}
+
+/// Prepares in this backend and infers on the encoder service.
+fn run_on_service<T: Tower>(
+    entry: &Entry,
+    inputs: &[&T::Input],
+    element: impl Fn(usize) -> Option<String>,
+) -> (Vec<Vec<f32>>, Duration) {
+    let name = entry.name.as_str();
+    if !entry.modalities.contains(&T::MODALITY) {
+        raise_embed(EmbedError::NoTower(T::MODALITY.name()), name, None);
     }
+    let start = Instant::now();
+    let (width, payload) = MODELS.with(|m| {
+        let mut models = m.borrow_mut();
+        let Some(loaded) = models.get_mut(name) else {
+            raise(
+                ERRCODE_INTERNAL_ERROR,
+                format!("model \"{name}\" is not loaded"),
+                None,
+            );
+        };
+        if T::preparer_slot(loaded).is_none() {
+            let config = match loaded.config.take() {
+                Some(config) => config,
+                None => ModelConfig::load(&entry.path).or_raise(name),
+            };
+            let preparer = T::preparer(&config).or_raise(name);
+            loaded.config = Some(config);
+            *T::preparer_slot(loaded) = Some(preparer);
+        }
+        let Some(preparer) = T::preparer_slot(loaded).as_ref() else {
+            unreachable!("the preparer was just made")
+        };
+        let mut batch = Vec::with_capacity(inputs.len());
+        for (at, input) in inputs.iter().enumerate() {
+            check_for_interrupts!();
+            match T::prepare_with(preparer, input) {
+                Ok(prepared) => batch.push(prepared),
+                Err(error) => raise_embed(error, name, element(at)),
+            }
+        }
+        T::tensor(preparer, &batch)
+    });
+    let preprocess = start.elapsed();
+    let rows = service::request(&service::Request {
+        registration: entry.id,
+        name,
+        path: &entry.path,
+        modality: T::MODALITY,
+        count: inputs.len(),
+        width,
+        payload: &payload,
+        dims: entry.dims,
+    });
     (rows, preprocess)
 }
 
@@ -395,11 +523,16 @@ pub fn prepare(name: &str, config: ModelConfig) -> Prepared {
 
 /// Keeps the sessions register_model loaded, under the new registration.
 pub fn install(entry: Entry, prepared: Prepared) {
+    // The service loads its own sessions; it unloads the older registration's.
+    let here = !service::active();
+    service::forget(&entry.name);
     let loaded = Loaded {
         epoch: registry::epoch(),
         config: Some(prepared.config),
-        text: prepared.text,
-        image: prepared.image,
+        text: prepared.text.filter(|_| here),
+        image: prepared.image.filter(|_| here),
+        text_input: None,
+        image_input: None,
         entry,
     };
     MODELS.with(|m| m.borrow_mut().insert(loaded.entry.name.clone(), loaded));
@@ -407,6 +540,9 @@ pub fn install(entry: Entry, prepared: Prepared) {
 
 /// Loads every tower of a registered model now (xmodal.preload).
 pub fn load_all(name: &str) {
+    if service::active() {
+        return; // the service's worker preloads
+    }
     let entry = resolve(name);
     for modality in &entry.modalities {
         match modality {
@@ -419,10 +555,24 @@ pub fn load_all(name: &str) {
 /// Forgets a dropped model's sessions.
 pub fn forget(name: &str) {
     MODELS.with(|m| m.borrow_mut().remove(name));
+    service::forget(name);
 }
 
 /// Where this backend runs `name`'s loaded towers ("cpu", "cuda"), None when none is loaded.
 pub fn device(name: &str) -> Option<String> {
+    if service::active() {
+        let towers = service::towers();
+        let of = |modality: u32| {
+            towers
+                .iter()
+                .find(|t| t.name.get() == name && t.modality == modality)
+                .map(|t| t.device.get())
+        };
+        return match (of(0), of(1)) {
+            (Some(t), Some(i)) if t != i => Some(format!("text: {t}, image: {i}")),
+            (t, i) => t.or(i),
+        };
+    }
     MODELS.with(|m| {
         let models = m.borrow();
         let loaded = models.get(name)?;

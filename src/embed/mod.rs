@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod preload;
 pub mod registry;
 pub mod report;
+pub mod service;
 pub mod settings;
 pub mod sql;
 
