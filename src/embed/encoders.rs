@@ -105,11 +105,10 @@ impl Tower for TextEncoder {
     fn prepare_with(tokenizer: &ClipTokenizer, input: &str) -> Result<TokenizedText, EmbedError> {
         tokenizer.encode(input)
     }
-    /// Every text's ids, then every text's attention mask.
+    /// Each text's ids, then its attention mask.
     fn tensor(tokenizer: &ClipTokenizer, batch: &[TokenizedText]) -> (usize, Vec<u8>) {
-        let ids = batch.iter().flat_map(|t| t.ids.iter());
-        let masks = batch.iter().flat_map(|t| t.attention_mask.iter());
-        let bytes = ids.chain(masks).flat_map(|v| v.to_ne_bytes()).collect();
+        let values = batch.iter().flat_map(|t| t.ids.iter().chain(&t.attention_mask));
+        let bytes = values.flat_map(|v| v.to_ne_bytes()).collect();
         (tokenizer.context_length(), bytes)
     }
 }

@@ -345,10 +345,10 @@ impl ImageEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::pipeline::runtime::{environment, Device};
-    use std::path::PathBuf;
     use crate::embed::pipeline::model::tests::{model_variant, MODELS};
+    use crate::embed::pipeline::runtime::{environment, Device};
     use serde_json::Value;
+    use std::path::PathBuf;
     use std::sync::Once;
     use std::time::Instant;
 

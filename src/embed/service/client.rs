@@ -23,8 +23,8 @@ pub struct Request<'a> {
     pub name: &'a str,
     pub path: &'a Path,
     pub modality: Modality,
-    /// Inputs, values per input, and the values (text: ids then attention masks as i64;
-    /// image: pixels as f32), in native byte order.
+    /// Inputs, values per input, and the values, input after input (text: ids then attention
+    /// mask as i64; image: pixels as f32), in native byte order.
     pub count: usize,
     pub width: usize,
     pub payload: &'a [u8],
@@ -86,25 +86,47 @@ fn claim(header: &'static Header) -> Claim {
             "the xmodal encoder service has no free request slot (xmodal.service_slots = {})",
             header.slots
         ),
-        Some("Raise xmodal.service_slots (server restart), or use fewer concurrent embedding calls."),
+        Some(
+            "Raise xmodal.service_slots (server restart), or use fewer concurrent embedding calls.",
+        ),
     )
 }
 
-/// Runs `request` on the service and returns its `count` rows; every failure is an ERROR.
+/// Runs `request` on the service and returns its `count` rows; every failure is an ERROR. A call
+/// larger than one slot goes as consecutive requests of as many inputs as a slot holds.
 pub fn request(request: &Request) -> Vec<Vec<f32>> {
     let header = shared();
-    let answer = request.count * request.dims * size_of::<f32>();
-    let needed = request.payload.len().max(answer);
-    if needed > header.slot_bytes {
+    if request.count == 0 {
+        return Vec::new();
+    }
+    let input_bytes = request.payload.len() / request.count;
+    let per_input = input_bytes.max(request.dims * size_of::<f32>()).max(1);
+    let fit = header.slot_bytes / per_input;
+    if fit == 0 {
         raise(
             ERRCODE_OUT_OF_MEMORY,
             format!(
-                "this call needs {needed} bytes of the encoder service's shared memory, more than xmodal.service_request_bytes ({})",
+                "one input needs {per_input} bytes of the encoder service's shared memory, more than xmodal.service_request_bytes ({})",
                 header.slot_bytes
             ),
-            Some("Embed fewer values per call, or raise xmodal.service_request_bytes (server restart)."),
+            Some("Raise xmodal.service_request_bytes (server restart), or SET xmodal.encoder = backend."),
         );
     }
+    let mut rows = Vec::with_capacity(request.count);
+    for start in (0..request.count).step_by(fit) {
+        let end = (start + fit).min(request.count);
+        let part = Request {
+            count: end - start,
+            payload: &request.payload[start * input_bytes..end * input_bytes],
+            ..*request
+        };
+        rows.extend(one(header, &part));
+    }
+    rows
+}
+
+/// One request, which fits in a slot.
+fn one(header: &'static Header, request: &Request) -> Vec<Vec<f32>> {
     let path = request.path.to_string_lossy();
     if path.len() > shmem::PATH_BYTES {
         raise(
@@ -143,7 +165,13 @@ pub fn request(request: &Request) -> Vec<Vec<f32>> {
     header.wake_worker();
     wait(header, claim.at);
     // SAFETY: the slot is DONE: the worker wrote its answer before publishing that state.
-    let (sqlstate, dims, message) = unsafe { ((*slot).sqlstate, (*slot).dims as usize, (*slot).message.get()) };
+    let (sqlstate, dims, message) = unsafe {
+        (
+            (*slot).sqlstate,
+            (*slot).dims as usize,
+            (*slot).message.get(),
+        )
+    };
     if sqlstate != 0 {
         raise(PgSqlErrorCode::from(sqlstate), message, None);
     }
@@ -181,9 +209,7 @@ fn wait(header: &'static Header, at: usize) {
         }
         if header.worker_running() {
             absent_since = None;
-        } else if absent_since
-            .get_or_insert_with(Instant::now)
-            .elapsed()
+        } else if absent_since.get_or_insert_with(Instant::now).elapsed()
             > Duration::from_secs(SERVICE_ABSENT)
         {
             raise(

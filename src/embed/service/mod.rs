@@ -72,7 +72,11 @@ pub fn init() {
         c"Where embeddings are computed: service (one worker for the server) or backend",
         c"service needs xmodal in shared_preload_libraries and is then the default; backend \
           runs the models in each connection.",
-        if preloading { &ENCODER_PRELOADED } else { &ENCODER_LOADED },
+        if preloading {
+            &ENCODER_PRELOADED
+        } else {
+            &ENCODER_LOADED
+        },
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -162,7 +162,11 @@ unsafe extern "C-unwind" fn startup_hook() {
         let header = base.cast::<Header>();
         if !found {
             // Zero the header and the slot table (not the tensor areas): every state is FREE.
-            std::ptr::write_bytes(base.cast::<u8>(), 0, align(size_of::<Header>()) + align(slots * size_of::<Slot>()));
+            std::ptr::write_bytes(
+                base.cast::<u8>(),
+                0,
+                align(size_of::<Header>()) + align(slots * size_of::<Slot>()),
+            );
             (*header).slots = slots as u32;
             (*header).slot_bytes = bytes;
         }
@@ -180,7 +184,12 @@ impl Header {
     pub fn slot(&self, at: usize) -> *mut Slot {
         let base = (self as *const Header).cast::<u8>();
         // SAFETY: the table follows the header inside the allocation; `at` < slots.
-        unsafe { base.add(align(size_of::<Header>())).cast::<Slot>().cast_mut().add(at) }
+        unsafe {
+            base.add(align(size_of::<Header>()))
+                .cast::<Slot>()
+                .cast_mut()
+                .add(at)
+        }
     }
 
     /// The tensor area of slot `at`, `slot_bytes` long.
@@ -197,7 +206,10 @@ impl Header {
     }
 
     /// Runs `f` on the tower table and evictions under the spin lock (no Postgres call in `f`).
-    fn locked<R>(&self, f: impl FnOnce(&mut [TowerRow; MAX_TOWERS], &mut u64, &mut [Eviction; EVICTIONS]) -> R) -> R {
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&mut [TowerRow; MAX_TOWERS], &mut u64, &mut [Eviction; EVICTIONS]) -> R,
+    ) -> R {
         while self
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -207,7 +219,13 @@ impl Header {
         }
         let this = (self as *const Header).cast_mut();
         // SAFETY: the lock gives exclusive access to these fields.
-        let result = unsafe { f(&mut (*this).towers, &mut (*this).evicted, &mut (*this).evictions) };
+        let result = unsafe {
+            f(
+                &mut (*this).towers,
+                &mut (*this).evicted,
+                &mut (*this).evictions,
+            )
+        };
         self.lock.store(false, Ordering::Release);
         result
     }

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::{self, *};
@@ -97,14 +99,23 @@ pub extern "C-unwind" fn encoder_service_main(_arg: pg_sys::Datum) {
     // SAFETY: registers the exit callback, then publishes this process as the worker.
     unsafe {
         pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
-        fail_running(header, "the previous xmodal encoder service stopped while running this request");
+        fail_running(
+            header,
+            "the previous xmodal encoder service stopped while running this request",
+        );
         header.clear_towers();
         header
             .worker_latch
             .store(pg_sys::MyLatch as usize, Ordering::Release);
-        header.worker_pid.store(pg_sys::MyProcPid, Ordering::Release);
+        header
+            .worker_pid
+            .store(pg_sys::MyProcPid, Ordering::Release);
     }
-    log!("{NAME} started ({} request slots of {} bytes)", header.slots, header.slot_bytes);
+    log!(
+        "{NAME} started ({} request slots of {} bytes)",
+        header.slots,
+        header.slot_bytes
+    );
     let mut service = Service {
         header,
         towers: HashMap::new(),
@@ -150,7 +161,10 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum)
     if let Some(header) = shmem::header() {
         header.worker_pid.store(0, Ordering::Release);
         header.worker_latch.store(0, Ordering::Release);
-        fail_running(header, "the xmodal encoder service stopped while running this request");
+        fail_running(
+            header,
+            "the xmodal encoder service stopped while running this request",
+        );
         header.clear_towers();
     }
 }
@@ -159,9 +173,14 @@ fn fail_running(header: &Header, message: &str) {
     for at in 0..header.slots as usize {
         let state = header.state(at);
         if state.load(Ordering::Acquire) == ABANDONED {
-            let _ = state.compare_exchange(ABANDONED, shmem::FREE, Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                state.compare_exchange(ABANDONED, shmem::FREE, Ordering::AcqRel, Ordering::Relaxed);
         } else if state.load(Ordering::Acquire) == RUNNING {
-            answer(header, at, Err(Failure(ERRCODE_OPERATOR_INTERVENTION, message.into())));
+            answer(
+                header,
+                at,
+                Err(Failure(ERRCODE_OPERATOR_INTERVENTION, message.into())),
+            );
         }
     }
 }
@@ -181,7 +200,11 @@ fn answer(header: &Header, at: usize, result: Result<(u32, &[f32]), Failure>) {
         let s = &mut *slot;
         match result {
             Ok((dims, values)) if values.len() * 4 <= header.slot_bytes => {
-                std::ptr::copy_nonoverlapping(values.as_ptr(), header.data(at).cast::<f32>(), values.len());
+                std::ptr::copy_nonoverlapping(
+                    values.as_ptr(),
+                    header.data(at).cast::<f32>(),
+                    values.len(),
+                );
                 s.sqlstate = 0;
                 s.dims = dims;
             }
@@ -245,7 +268,11 @@ impl Service {
 
     /// Moves the queued requests for `key` (oldest first) to RUNNING while the batch has room.
     fn take(&self, key: &Key, batch: &mut Vec<usize>, inputs: &mut usize) {
-        let mut list: Vec<Queued> = self.queued().into_iter().filter(|q| &q.key == key).collect();
+        let mut list: Vec<Queued> = self
+            .queued()
+            .into_iter()
+            .filter(|q| &q.key == key)
+            .collect();
         list.sort_by_key(|q| q.ticket);
         let max = settings::max_batch();
         for q in list {
@@ -292,13 +319,18 @@ impl Service {
         }
         // SAFETY: the slot is RUNNING: its request does not change.
         let path = unsafe { (*self.header.slot(batch[0])).path.get() };
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.run(&key, Path::new(&path), &batch)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.run(&key, Path::new(&path), &batch)
+        }));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(failure)) => self.fail(&batch, failure),
             Err(_) => self.fail(
                 &batch,
-                Failure(ERRCODE_INTERNAL_ERROR, "the xmodal encoder service failed on this request".into()),
+                Failure(
+                    ERRCODE_INTERNAL_ERROR,
+                    "the xmodal encoder service failed on this request".into(),
+                ),
             ),
         }
         self.busy = !self.queued().is_empty();
@@ -318,7 +350,9 @@ impl Service {
             let stale: Vec<Key> = self
                 .towers
                 .keys()
-                .filter(|k| k.database == key.database && k.name == key.name && k.modality == key.modality)
+                .filter(|k| {
+                    k.database == key.database && k.name == key.name && k.modality == key.modality
+                })
                 .cloned()
                 .collect();
             for old in stale {
@@ -327,7 +361,8 @@ impl Service {
             let config = ModelConfig::load(path).map_err(|e| Failure::embed(&e, &key.name))?;
             let options = settings::runtime_options();
             let (session, placement) = if key.modality == 0 {
-                let t = TextEncoder::load(&config, &options).map_err(|e| Failure::embed(&e, &key.name))?;
+                let t = TextEncoder::load(&config, &options)
+                    .map_err(|e| Failure::embed(&e, &key.name))?;
                 let p = t.placement().clone();
                 (Session::Text(t), p)
             } else {
@@ -411,15 +446,23 @@ impl Service {
                     // SAFETY: RUNNING slots are ours; their sizes are checked against the area.
                     let s = unsafe { &*header.slot(at) };
                     let count = s.count as usize;
-                    check_request(header, s.width as usize, width, count * width * 16, &key.name)?;
+                    check_request(
+                        header,
+                        s.width as usize,
+                        width,
+                        count * width * 16,
+                        &key.name,
+                    )?;
                     let values = unsafe {
-                        std::slice::from_raw_parts(header.data(at).cast::<i64>().cast_const(), 2 * count * width)
+                        std::slice::from_raw_parts(
+                            header.data(at).cast::<i64>().cast_const(),
+                            2 * count * width,
+                        )
                     };
-                    let (ids, masks) = values.split_at(count * width);
-                    for i in 0..count {
+                    for text in values.chunks(2 * width) {
                         texts.push(TokenizedText {
-                            ids: ids[i * width..(i + 1) * width].to_vec(),
-                            attention_mask: masks[i * width..(i + 1) * width].to_vec(),
+                            ids: text[..width].to_vec(),
+                            attention_mask: text[width..].to_vec(),
                         });
                     }
                     counts.push(count);
@@ -434,9 +477,18 @@ impl Service {
                     // SAFETY: as above.
                     let s = unsafe { &*header.slot(at) };
                     let count = s.count as usize;
-                    check_request(header, s.width as usize, width, count * width * 4, &key.name)?;
+                    check_request(
+                        header,
+                        s.width as usize,
+                        width,
+                        count * width * 4,
+                        &key.name,
+                    )?;
                     let values = unsafe {
-                        std::slice::from_raw_parts(header.data(at).cast::<f32>().cast_const(), count * width)
+                        std::slice::from_raw_parts(
+                            header.data(at).cast::<f32>().cast_const(),
+                            count * width,
+                        )
                     };
                     pixels.extend(values.chunks(width).map(<[f32]>::to_vec));
                     counts.push(count);
@@ -448,7 +500,10 @@ impl Service {
         .map_err(|e| Failure::embed(&e, &key.name))?;
         let inputs: usize = counts.iter().sum();
         if rows.len() != inputs {
-            return Err(Failure(ERRCODE_INTERNAL_ERROR, format!("{} embeddings for {inputs} inputs", rows.len())));
+            return Err(Failure(
+                ERRCODE_INTERNAL_ERROR,
+                format!("{} embeddings for {inputs} inputs", rows.len()),
+            ));
         }
         if let Some(row) = held.row {
             let elapsed = started.elapsed().as_micros() as i64;
@@ -474,16 +529,15 @@ impl Service {
     /// failures are WARNINGs in the server log.
     fn preload(&mut self, names: &[String]) {
         for name in names {
-            let entry = PgTryBuilder::new(|| {
-                BackgroundWorker::transaction(|| registry::lookup(name))
-            })
-            .catch_others(|error| {
-                // SAFETY: leaves the failed transaction, as a worker's error recovery does.
-                unsafe { pg_sys::AbortCurrentTransaction() };
-                warning!("{NAME}: xmodal.preload: {}", caught_message(&error));
-                None
-            })
-            .execute();
+            let entry =
+                PgTryBuilder::new(|| BackgroundWorker::transaction(|| registry::lookup(name)))
+                    .catch_others(|error| {
+                        // SAFETY: leaves the failed transaction, as a worker's error recovery does.
+                        unsafe { pg_sys::AbortCurrentTransaction() };
+                        warning!("{NAME}: xmodal.preload: {}", caught_message(&error));
+                        None
+                    })
+                    .execute();
             let Some(entry) = entry else {
                 warning!("{NAME}: xmodal.preload: model \"{name}\" is not registered");
                 continue;
@@ -499,7 +553,9 @@ impl Service {
                         crate::embed::Modality::Image => 1,
                     },
                 };
-                let loaded = catch_unwind(AssertUnwindSafe(|| self.tower(&key, &entry.path).map(|_| ())));
+                let loaded = catch_unwind(AssertUnwindSafe(|| {
+                    self.tower(&key, &entry.path).map(|_| ())
+                }));
                 if let Ok(Err(Failure(_, message))) = loaded {
                     warning!("{NAME}: xmodal.preload: {message}");
                 }
@@ -512,12 +568,20 @@ fn caught_message(error: &pg_sys::panic::CaughtError) -> String {
     match error {
         pg_sys::panic::CaughtError::PostgresError(report)
         | pg_sys::panic::CaughtError::ErrorReport(report)
-        | pg_sys::panic::CaughtError::RustPanic { ereport: report, .. } => report.message().to_string(),
+        | pg_sys::panic::CaughtError::RustPanic {
+            ereport: report, ..
+        } => report.message().to_string(),
     }
 }
 
 /// Checks a request's values per input and size against the tower and the slot's area.
-fn check_request(header: &Header, width: usize, expected: usize, bytes: usize, model: &str) -> Result<(), Failure> {
+fn check_request(
+    header: &Header,
+    width: usize,
+    expected: usize,
+    bytes: usize,
+    model: &str,
+) -> Result<(), Failure> {
     if width != expected || bytes > header.slot_bytes {
         return Err(Failure(
             ERRCODE_INVALID_PARAMETER_VALUE,
