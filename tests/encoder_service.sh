@@ -115,9 +115,16 @@ done
 echo "ok: the queued callers were served after the worker went on"
 out=$(sql "SELECT vector_dims(embed_text('after the cancels', 'es_oc'))")
 expect "slots reused after cancels" "$out" "16"
-out=$(psql -X -At -c "SET xmodal.max_batch = 5000" -c "SELECT count(*), min(1 - (e <=> embed_text('x ' || n, 'es_oc'))) >= 0.9999
-    FROM unnest(embed_texts(ARRAY(SELECT 'x ' || n FROM generate_series(1, 1000) n), 'es_oc')) WITH ORDINALITY AS u(e, n)" 2>&1)
-expect "1000 texts (1.2 MB) in 1 MB slots: consecutive requests" "$out" "1000|t"
+out=$(psql -X -At -v img="$MODELS/images/rgb_37x23.png" <<'SQL' 2>&1
+SELECT pg_read_binary_file(:'img') AS png \gset
+SELECT embed_image(:'png', 'es_pre') AS one \gset
+SELECT coalesce(sum(requests), 0) AS before FROM xmodal.encoder_service WHERE model = 'es_pre' AND modality = 'image' \gset
+SELECT count(*), min(1 - (e <=> :'one')) >= 0.9999
+FROM unnest(embed_images(array_fill(:'png'::bytea, ARRAY[100]), 'es_pre')) e;
+SELECT sum(requests) - :before > 1 FROM xmodal.encoder_service WHERE model = 'es_pre' AND modality = 'image';
+SQL
+)
+expect "100 images in 1 MB slots: several consecutive requests" "$out" $'100|t\nt'
 
 echo "-- pg_terminate_backend of the worker"
 old=$(worker_pid)

@@ -4,8 +4,8 @@
 //! changes (a new registration id) or it is dropped. Only this thread calls Postgres; ONNX
 //! Runtime's threads compute on the plain Rust data passed to `session.rs`.
 //!
-//! With `xmodal.encoder = service` a backend keeps only the tokenizer or the preprocessing of a
-//! tower (its `Preparer`) and sends the prepared tensors to the encoder service (service/).
+//! With `xmodal.encoder = service` a backend keeps only the image preprocessing of a tower (its
+//! `Preparer`) and sends the pixels, or the texts, to the encoder service (service/).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ use super::pipeline::runtime::Placement;
 use super::pipeline::session::{ImageEncoder, TextEncoder};
 use super::settings::{self, DeviceSetting};
 use super::pipeline::stats::{Counters, Stats};
-use super::pipeline::tokenize::{ClipTokenizer, TokenizedText};
+use super::pipeline::tokenize::TokenizedText;
 use super::service;
 use super::Modality;
 
@@ -37,7 +37,7 @@ pub(super) struct Loaded {
     text: Option<TextEncoder>,
     image: Option<ImageEncoder>,
     /// Service mode: what this backend keeps of each tower.
-    text_input: Option<ClipTokenizer>,
+    text_input: Option<()>,
     image_input: Option<PreprocessConfig>,
 }
 
@@ -55,16 +55,17 @@ pub(super) trait Tower: Sized {
     fn prepare(&mut self, input: &Self::Input) -> Result<Self::Prepared, EmbedError>;
     /// One inference over the whole batch.
     fn infer(&mut self, batch: &[Self::Prepared]) -> Result<Vec<Vec<f32>>, EmbedError>;
-    /// Service mode: the tokenizer or the preprocessing, without a session.
+    /// Service mode: what the backend keeps to prepare an input without a session (the image
+    /// preprocessing; texts are tokenised by the service, which holds the tokenizer).
     type Preparer;
     fn preparer_slot(loaded: &mut Loaded) -> &mut Option<Self::Preparer>;
     fn preparer(config: &ModelConfig) -> Result<Self::Preparer, EmbedError>;
-    fn prepare_with(
+    /// Appends one input as the service reads it (native byte order).
+    fn serialize(
         preparer: &Self::Preparer,
         input: &Self::Input,
-    ) -> Result<Self::Prepared, EmbedError>;
-    /// Values per input, and the batch as the service reads it (native byte order).
-    fn tensor(preparer: &Self::Preparer, batch: &[Self::Prepared]) -> (usize, Vec<u8>);
+        out: &mut Vec<u8>,
+    ) -> Result<(), EmbedError>;
 }
 
 impl Tower for TextEncoder {
@@ -89,27 +90,21 @@ impl Tower for TextEncoder {
     fn infer(&mut self, batch: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_tokens(batch)
     }
-    type Preparer = ClipTokenizer;
-    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<ClipTokenizer> {
+    /// Nothing: loading a CLIP tokenizer takes about 100 ms and tens of MB per connection, using
+    /// it microseconds per text, so the service tokenises.
+    type Preparer = ();
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<()> {
         &mut loaded.text_input
     }
-    fn preparer(config: &ModelConfig) -> Result<ClipTokenizer, EmbedError> {
-        let text = config.text.as_ref().ok_or(EmbedError::NoTower("text"))?;
-        ClipTokenizer::from_file(
-            &text.tokenizer,
-            text.context_length,
-            text.pad_id,
-            text.cleanup,
-        )
+    fn preparer(config: &ModelConfig) -> Result<(), EmbedError> {
+        config.text.as_ref().map(|_| ()).ok_or(EmbedError::NoTower("text"))
     }
-    fn prepare_with(tokenizer: &ClipTokenizer, input: &str) -> Result<TokenizedText, EmbedError> {
-        tokenizer.encode(input)
-    }
-    /// Each text's ids, then its attention mask.
-    fn tensor(tokenizer: &ClipTokenizer, batch: &[TokenizedText]) -> (usize, Vec<u8>) {
-        let values = batch.iter().flat_map(|t| t.ids.iter().chain(&t.attention_mask));
-        let bytes = values.flat_map(|v| v.to_ne_bytes()).collect();
-        (tokenizer.context_length(), bytes)
+    /// The text's length (u32) and UTF-8 bytes.
+    fn serialize(_: &(), input: &str, out: &mut Vec<u8>) -> Result<(), EmbedError> {
+        let len = u32::try_from(input.len()).map_err(|_| EmbedError::Inference("text too long".into()))?;
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(input.as_bytes());
+        Ok(())
     }
 }
 
@@ -148,13 +143,15 @@ impl Tower for ImageEncoder {
         let image = config.image.as_ref().ok_or(EmbedError::NoTower("image"))?;
         Ok(image.preprocess.clone())
     }
-    fn prepare_with(config: &PreprocessConfig, input: &[u8]) -> Result<Vec<f32>, EmbedError> {
-        preprocess(input, config, &settings::image_limits())
-    }
-    fn tensor(config: &PreprocessConfig, batch: &[Vec<f32>]) -> (usize, Vec<u8>) {
-        let side = config.crop as usize;
-        let bytes = batch.iter().flatten().flat_map(|v| v.to_ne_bytes()).collect();
-        (3 * side * side, bytes)
+    /// The preprocessed pixels (3 x crop x crop floats).
+    fn serialize(
+        config: &PreprocessConfig,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EmbedError> {
+        let pixels = preprocess(input, config, &settings::image_limits())?;
+        out.extend(pixels.iter().flat_map(|v| v.to_ne_bytes()));
+        Ok(())
     }
 }
 
@@ -343,7 +340,7 @@ fn run_on_service<T: Tower>(
         raise_embed(EmbedError::NoTower(T::MODALITY.name()), name, None);
     }
     let start = Instant::now();
-    let (width, payload) = MODELS.with(|m| {
+    let (offsets, payload) = MODELS.with(|m| {
         let mut models = m.borrow_mut();
         let Some(loaded) = models.get_mut(name) else {
             raise(
@@ -364,15 +361,15 @@ fn run_on_service<T: Tower>(
         let Some(preparer) = T::preparer_slot(loaded).as_ref() else {
             unreachable!("the preparer was just made")
         };
-        let mut batch = Vec::with_capacity(inputs.len());
+        let (mut offsets, mut payload) = (vec![0], Vec::new());
         for (at, input) in inputs.iter().enumerate() {
             check_for_interrupts!();
-            match T::prepare_with(preparer, input) {
-                Ok(prepared) => batch.push(prepared),
-                Err(error) => raise_embed(error, name, element(at)),
+            if let Err(error) = T::serialize(preparer, input, &mut payload) {
+                raise_embed(error, name, element(at));
             }
+            offsets.push(payload.len());
         }
-        T::tensor(preparer, &batch)
+        (offsets, payload)
     });
     let preprocess = start.elapsed();
     let rows = service::request(&service::Request {
@@ -380,10 +377,10 @@ fn run_on_service<T: Tower>(
         name,
         path: &entry.path,
         modality: T::MODALITY,
-        count: inputs.len(),
-        width,
+        offsets: &offsets,
         payload: &payload,
         dims: entry.dims,
+        element: &element,
     });
     (rows, preprocess)
 }

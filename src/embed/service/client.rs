@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgLogLevel;
 use pgrx::PgSqlErrorCode::{self, *};
 
 use super::shmem::{self, Header, ABANDONED, DONE, FILLING, FREE, QUEUED, RUNNING};
@@ -17,19 +19,20 @@ use crate::embed::Modality;
 
 pub use super::shmem::TowerRow;
 
-/// One call's tensors for one tower of a registered model.
+/// One call's inputs for one tower of a registered model.
 pub struct Request<'a> {
     pub registration: i64,
     pub name: &'a str,
     pub path: &'a Path,
     pub modality: Modality,
-    /// Inputs, values per input, and the values, input after input (text: ids then attention
-    /// mask as i64; image: pixels as f32), in native byte order.
-    pub count: usize,
-    pub width: usize,
+    /// The inputs as the service reads them (text: length and UTF-8 bytes; image: the
+    /// preprocessed pixels), input after input: input i is `payload[offsets[i]..offsets[i + 1]]`.
+    pub offsets: &'a [usize],
     pub payload: &'a [u8],
     /// Floats per answer row (the registration's size).
     pub dims: usize,
+    /// How errors name input i (its array element), None for a single value.
+    pub element: &'a dyn Fn(usize) -> Option<String>,
 }
 
 fn shared() -> &'static Header {
@@ -92,41 +95,51 @@ fn claim(header: &'static Header) -> Claim {
     )
 }
 
-/// Runs `request` on the service and returns its `count` rows; every failure is an ERROR. A call
+/// Runs `request` on the service and returns a row per input; every failure is an ERROR. A call
 /// larger than one slot goes as consecutive requests of as many inputs as a slot holds.
 pub fn request(request: &Request) -> Vec<Vec<f32>> {
     let header = shared();
-    if request.count == 0 {
-        return Vec::new();
-    }
-    let input_bytes = request.payload.len() / request.count;
-    let per_input = input_bytes.max(request.dims * size_of::<f32>()).max(1);
-    let fit = header.slot_bytes / per_input;
-    if fit == 0 {
-        raise(
-            ERRCODE_OUT_OF_MEMORY,
-            format!(
-                "one input needs {per_input} bytes of the encoder service's shared memory, more than xmodal.service_request_bytes ({})",
-                header.slot_bytes
-            ),
-            Some("Raise xmodal.service_request_bytes (server restart), or SET xmodal.encoder = backend."),
-        );
-    }
-    let mut rows = Vec::with_capacity(request.count);
-    for start in (0..request.count).step_by(fit) {
-        let end = (start + fit).min(request.count);
-        let part = Request {
-            count: end - start,
-            payload: &request.payload[start * input_bytes..end * input_bytes],
-            ..*request
-        };
-        rows.extend(one(header, &part));
+    let count = request.offsets.len().saturating_sub(1);
+    let fits = |from: usize, to: usize| {
+        let bytes = request.offsets[to] - request.offsets[from];
+        bytes.max((to - from) * request.dims * size_of::<f32>()) <= header.slot_bytes
+    };
+    let mut rows = Vec::with_capacity(count);
+    let mut start = 0;
+    while start < count {
+        let mut end = start;
+        while end < count && fits(start, end + 1) {
+            end += 1;
+        }
+        if end == start {
+            report(
+                ERRCODE_OUT_OF_MEMORY,
+                format!(
+                    "one input needs {} bytes of the encoder service's shared memory, more than xmodal.service_request_bytes ({})",
+                    request.offsets[start + 1] - request.offsets[start],
+                    header.slot_bytes
+                ),
+                (request.element)(start),
+            );
+        }
+        rows.extend(one(header, request, start, end));
+        start = end;
     }
     rows
 }
 
-/// One request, which fits in a slot.
-fn one(header: &'static Header, request: &Request) -> Vec<Vec<f32>> {
+fn report(code: PgSqlErrorCode, message: String, detail: Option<String>) -> ! {
+    let mut report = ErrorReport::new(code, message, "xmodal");
+    if let Some(detail) = detail {
+        report = report.set_detail(detail);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Inputs `start..end` of `request`, which fit in a slot, as one request.
+fn one(header: &'static Header, request: &Request, start: usize, end: usize) -> Vec<Vec<f32>> {
+    let payload = &request.payload[request.offsets[start]..request.offsets[end]];
     let path = request.path.to_string_lossy();
     if path.len() > shmem::PATH_BYTES {
         raise(
@@ -149,33 +162,31 @@ fn one(header: &'static Header, request: &Request) -> Vec<Vec<f32>> {
             Modality::Text => 0,
             Modality::Image => 1,
         };
-        s.count = request.count as u32;
-        s.width = request.width as u32;
+        s.count = (end - start) as u32;
+        s.bytes = payload.len() as u32;
+        s.failed = -1;
         s.name.set(request.name);
         s.path.set(&path);
         s.sqlstate = 0;
         s.dims = 0;
-        std::ptr::copy_nonoverlapping(
-            request.payload.as_ptr(),
-            header.data(claim.at),
-            request.payload.len(),
-        );
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), header.data(claim.at), payload.len());
     }
     header.state(claim.at).store(QUEUED, Ordering::Release);
     header.wake_worker();
     wait(header, claim.at);
     // SAFETY: the slot is DONE: the worker wrote its answer before publishing that state.
-    let (sqlstate, dims, message) = unsafe {
-        (
-            (*slot).sqlstate,
-            (*slot).dims as usize,
-            (*slot).message.get(),
-        )
+    let (sqlstate, dims, message, failed) = unsafe {
+        let s = &*slot;
+        (s.sqlstate, s.dims as usize, s.message.get(), s.failed)
     };
     if sqlstate != 0 {
-        raise(PgSqlErrorCode::from(sqlstate), message, None);
+        let detail = usize::try_from(failed)
+            .ok()
+            .and_then(|i| (request.element)(start + i));
+        report(PgSqlErrorCode::from(sqlstate), message, detail);
     }
-    if dims != request.dims || request.count * dims * size_of::<f32>() > header.slot_bytes {
+    let count = end - start;
+    if dims != request.dims || count * dims * size_of::<f32>() > header.slot_bytes {
         raise(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
@@ -185,7 +196,7 @@ fn one(header: &'static Header, request: &Request) -> Vec<Vec<f32>> {
             Some("Register the model again (replace => true)."),
         );
     }
-    let mut values = vec![0f32; request.count * dims];
+    let mut values = vec![0f32; count * dims];
     // SAFETY: the answer (count x dims floats) lies in the slot's area, checked to fit above.
     unsafe {
         std::ptr::copy_nonoverlapping(

@@ -2,11 +2,14 @@
 //! server ("xmodal encoder service" in pg_stat_activity) holds the ONNX Runtime sessions and runs
 //! every connection's inferences, batching the requests that wait for the same tower.
 //!
-//! Design. Backends keep the cheap, parallel part (tokenising, image decoding and CLIP
-//! preprocessing) and hand the tensors over through a ring of request slots in the main shared
-//! memory (shmem.rs), sized at server start by `xmodal.service_slots` x
-//! `xmodal.service_request_bytes`: a request that finds no free slot, or does not fit in one, is
-//! an ERROR of SQLSTATE class 53 before anything is allocated. A slot moves through
+//! Design. Backends keep the costly part that parallelises (image decoding and CLIP
+//! preprocessing) and hand the pixels over through a ring of request slots in the main shared
+//! memory (shmem.rs); texts travel as UTF-8 and the worker tokenises them (a CLIP tokenizer takes
+//! about 100 ms and tens of MB to load in each connection, microseconds per text to use). The
+//! slots are sized at server start by `xmodal.service_slots` x
+//! `xmodal.service_request_bytes`: a request that finds no free slot, or one input that does
+//! not fit in one, is an ERROR of SQLSTATE class 53 before anything is allocated (a larger call
+//! goes as consecutive requests). A slot moves through
 //! FREE -> FILLING -> QUEUED -> RUNNING -> DONE -> FREE with atomic compare-and-swap, so no lock is
 //! held while a backend copies its tensors or the worker runs a model; the owner sets the
 //! worker's latch once its slot is QUEUED and sleeps on its own latch (client.rs). The worker

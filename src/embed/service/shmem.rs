@@ -62,13 +62,15 @@ pub struct Slot {
     pub registration: i64,
     /// 0: text, 1: image.
     pub modality: u32,
-    /// Inputs, and values per input (tokens, or floats of an image).
+    /// Inputs, and the bytes they take in the slot's area.
     pub count: u32,
-    pub width: u32,
+    pub bytes: u32,
     pub name: Text<NAME_BYTES>,
     pub path: Text<PATH_BYTES>,
     /// The answer: 0 or the SQLSTATE of the error in `message`; rows of `dims` floats.
     pub sqlstate: i32,
+    /// The input the error is about (its index in the request), -1 for the whole request.
+    pub failed: i32,
     pub dims: u32,
     pub message: Text<MESSAGE_BYTES>,
 }

@@ -61,12 +61,16 @@ struct Held {
     row: Option<usize>,
 }
 
-/// A request's failure: its SQLSTATE and message.
-struct Failure(PgSqlErrorCode, String);
+/// A request's failure: its SQLSTATE, message, and the input it is about (None: all of them).
+struct Failure(PgSqlErrorCode, String, Option<usize>);
 
 impl Failure {
+    fn new(code: PgSqlErrorCode, message: String) -> Self {
+        Failure(code, message, None)
+    }
+
     fn embed(error: &EmbedError, model: &str) -> Self {
-        Failure(report::sqlstate(error), report::message(error, model))
+        Failure::new(report::sqlstate(error), report::message(error, model))
     }
 }
 
@@ -179,7 +183,7 @@ fn fail_running(header: &Header, message: &str) {
             answer(
                 header,
                 at,
-                Err(Failure(ERRCODE_OPERATOR_INTERVENTION, message.into())),
+                Err(Failure::new(ERRCODE_OPERATOR_INTERVENTION, message.into())),
             );
         }
     }
@@ -216,9 +220,10 @@ fn answer(header: &Header, at: usize, result: Result<(u32, &[f32]), Failure>) {
                     header.slot_bytes
                 ));
             }
-            Err(Failure(code, message)) => {
+            Err(Failure(code, message, input)) => {
                 s.sqlstate = code as i32;
                 s.message.set(&message);
+                s.failed = input.map_or(-1, |i| i as i32);
             }
         }
         let latch = s.latch.load(Ordering::Relaxed);
@@ -327,7 +332,7 @@ impl Service {
             Ok(Err(failure)) => self.fail(&batch, failure),
             Err(_) => self.fail(
                 &batch,
-                Failure(
+                Failure::new(
                     ERRCODE_INTERNAL_ERROR,
                     "the xmodal encoder service failed on this request".into(),
                 ),
@@ -339,7 +344,11 @@ impl Service {
 
     fn fail(&self, batch: &[usize], failure: Failure) {
         for &at in batch {
-            answer(self.header, at, Err(Failure(failure.0, failure.1.clone())));
+            answer(
+                self.header,
+                at,
+                Err(Failure(failure.0, failure.1.clone(), failure.2)),
+            );
         }
     }
 
@@ -429,86 +438,70 @@ impl Service {
         }
     }
 
-    /// One inference over every request of `batch`; each gets its rows.
+    /// One inference over every request of `batch`; each gets its rows. A request whose input
+    /// cannot be read (a text empty after clean-up) gets its ERROR alone, the others go on.
     fn run(&mut self, key: &Key, path: &Path, batch: &[usize]) -> Result<(), Failure> {
         let header = self.header;
         let started = Instant::now();
         // SAFETY: reads the clock.
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
         let held = self.tower(key, path)?;
-        let mut counts = Vec::with_capacity(batch.len());
-        let mut queue_wait = 0i64;
+        let (mut served, mut queue_wait) = (Vec::new(), 0i64);
         let rows = match &mut held.session {
             Session::Text(encoder) => {
-                let width = encoder.context_length();
                 let mut texts: Vec<TokenizedText> = Vec::new();
                 for &at in batch {
-                    // SAFETY: RUNNING slots are ours; their sizes are checked against the area.
-                    let s = unsafe { &*header.slot(at) };
-                    let count = s.count as usize;
-                    check_request(
-                        header,
-                        s.width as usize,
-                        width,
-                        count * width * 16,
-                        &key.name,
-                    )?;
-                    let values = unsafe {
-                        std::slice::from_raw_parts(
-                            header.data(at).cast::<i64>().cast_const(),
-                            2 * count * width,
-                        )
-                    };
-                    for text in values.chunks(2 * width) {
-                        texts.push(TokenizedText {
-                            ids: text[..width].to_vec(),
-                            attention_mask: text[width..].to_vec(),
-                        });
+                    match read_texts(header, at, encoder, &key.name) {
+                        Ok(mut tokens) => {
+                            served.push((at, tokens.len()));
+                            texts.append(&mut tokens);
+                        }
+                        Err(failure) => answer(header, at, Err(failure)),
                     }
-                    counts.push(count);
-                    queue_wait += now - s.enqueued_at;
                 }
                 encoder.embed_tokens(&texts)
             }
             Session::Image(encoder) => {
-                let width = encoder.input_len();
                 let mut pixels: Vec<Vec<f32>> = Vec::new();
                 for &at in batch {
-                    // SAFETY: as above.
-                    let s = unsafe { &*header.slot(at) };
-                    let count = s.count as usize;
-                    check_request(
-                        header,
-                        s.width as usize,
-                        width,
-                        count * width * 4,
-                        &key.name,
-                    )?;
-                    let values = unsafe {
-                        std::slice::from_raw_parts(
-                            header.data(at).cast::<f32>().cast_const(),
-                            count * width,
-                        )
-                    };
-                    pixels.extend(values.chunks(width).map(<[f32]>::to_vec));
-                    counts.push(count);
-                    queue_wait += now - s.enqueued_at;
+                    match read_images(header, at, encoder.input_len(), &key.name) {
+                        Ok(mut images) => {
+                            served.push((at, images.len()));
+                            pixels.append(&mut images);
+                        }
+                        Err(failure) => answer(header, at, Err(failure)),
+                    }
                 }
                 encoder.embed_pixels(&pixels)
             }
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => {
+                let failure = Failure::embed(&error, &key.name);
+                let ats: Vec<usize> = served.iter().map(|&(at, _)| at).collect();
+                self.fail(&ats, failure);
+                return Ok(());
+            }
+        };
+        if served.is_empty() {
+            return Ok(());
         }
-        .map_err(|e| Failure::embed(&e, &key.name))?;
-        let inputs: usize = counts.iter().sum();
+        let inputs: usize = served.iter().map(|&(_, n)| n).sum();
         if rows.len() != inputs {
-            return Err(Failure(
+            return Err(Failure::new(
                 ERRCODE_INTERNAL_ERROR,
                 format!("{} embeddings for {inputs} inputs", rows.len()),
             ));
         }
-        if let Some(row) = held.row {
+        for &(at, _) in &served {
+            // SAFETY: RUNNING slots are the worker's; enqueued_at does not change.
+            queue_wait += now - unsafe { (*header.slot(at)).enqueued_at };
+        }
+        if let Some(row) = self.towers.get(key).and_then(|held| held.row) {
             let elapsed = started.elapsed().as_micros() as i64;
             header.update_tower(row, |r| {
-                r.requests += batch.len() as i64;
+                r.requests += served.len() as i64;
                 r.inputs += inputs as i64;
                 r.batches += 1;
                 r.queue_wait_us += queue_wait.max(0);
@@ -516,7 +509,7 @@ impl Service {
             });
         }
         let mut rows = rows.into_iter();
-        for (&at, count) in batch.iter().zip(counts) {
+        for &(at, count) in &served {
             let mine: Vec<Vec<f32>> = rows.by_ref().take(count).collect();
             let dims = mine.first().map_or(0, Vec::len);
             let flat: Vec<f32> = mine.concat();
@@ -556,7 +549,7 @@ impl Service {
                 let loaded = catch_unwind(AssertUnwindSafe(|| {
                     self.tower(&key, &entry.path).map(|_| ())
                 }));
-                if let Ok(Err(Failure(_, message))) = loaded {
+                if let Ok(Err(Failure(_, message, _))) = loaded {
                     warning!("{NAME}: xmodal.preload: {message}");
                 }
             }
@@ -574,21 +567,78 @@ fn caught_message(error: &pg_sys::panic::CaughtError) -> String {
     }
 }
 
-/// Checks a request's values per input and size against the tower and the slot's area.
-fn check_request(
-    header: &Header,
-    width: usize,
-    expected: usize,
-    bytes: usize,
-    model: &str,
-) -> Result<(), Failure> {
-    if width != expected || bytes > header.slot_bytes {
-        return Err(Failure(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("model \"{model}\": the request has {width} values per input, the model takes {expected} (registered again meanwhile?)"),
+/// The request's bytes in slot `at`, checked against the slot's area.
+fn request_bytes(header: &Header, at: usize) -> Result<(usize, &[u8]), Failure> {
+    // SAFETY: a RUNNING slot is the worker's; its sizes are checked before its area is read.
+    let s = unsafe { &*header.slot(at) };
+    let bytes = s.bytes as usize;
+    if bytes > header.slot_bytes {
+        return Err(Failure::new(
+            ERRCODE_INTERNAL_ERROR,
+            format!(
+                "request of {bytes} bytes in a slot of {}",
+                header.slot_bytes
+            ),
         ));
     }
-    Ok(())
+    // SAFETY: `bytes` lie inside the slot's area (checked above).
+    let data = unsafe { std::slice::from_raw_parts(header.data(at).cast_const(), bytes) };
+    Ok((s.count as usize, data))
+}
+
+/// Reads and tokenises the texts of slot `at` (each: u32 length, UTF-8 bytes).
+fn read_texts(
+    header: &Header,
+    at: usize,
+    encoder: &TextEncoder,
+    model: &str,
+) -> Result<Vec<TokenizedText>, Failure> {
+    let (count, mut data) = request_bytes(header, at)?;
+    let malformed = || Failure::new(ERRCODE_INTERNAL_ERROR, "malformed text request".into());
+    let mut texts = Vec::with_capacity(count);
+    for i in 0..count {
+        let (len, rest) = data.split_first_chunk::<4>().ok_or_else(malformed)?;
+        let len = u32::from_ne_bytes(*len) as usize;
+        let (text, rest) = (rest.get(..len).ok_or_else(malformed)?, &rest[len..]);
+        let text = std::str::from_utf8(text).map_err(|_| malformed())?;
+        match encoder.tokenize(text) {
+            Ok(tokens) => texts.push(tokens),
+            Err(error) => {
+                let Failure(code, message, _) = Failure::embed(&error, model);
+                return Err(Failure(code, message, Some(i)));
+            }
+        }
+        data = rest;
+    }
+    Ok(texts)
+}
+
+/// Reads the preprocessed images of slot `at` (`width` floats each).
+fn read_images(
+    header: &Header,
+    at: usize,
+    width: usize,
+    model: &str,
+) -> Result<Vec<Vec<f32>>, Failure> {
+    let (count, data) = request_bytes(header, at)?;
+    if data.len() != count * width * size_of::<f32>() {
+        return Err(Failure::new(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "model \"{model}\": the request has {} bytes for {count} images of {width} values (registered again meanwhile?)",
+                data.len()
+            ),
+        ));
+    }
+    Ok(data
+        .chunks_exact(width * size_of::<f32>())
+        .map(|image| {
+            image
+                .chunks_exact(4)
+                .map(|v| f32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+                .collect()
+        })
+        .collect())
 }
 
 fn device(placement: &Placement) -> &'static str {
