@@ -2,7 +2,8 @@
 # The whole product in one command: set-up if needed, build and install xmodal (release), start
 # a throw-away cluster in ./.pgdata on a free local port (never the system cluster), load a
 # product catalogue with photos, register a model, embed every photo in the server, build an
-# xhnsw index with filter columns, and run three example queries. Safe and fast to re-run: the
+# xhnsw index with filter columns, and run three example queries. Embeddings run on the encoder
+# service (xmodal in shared_preload_libraries). Safe and fast to re-run: the
 # data and embeddings are kept when the catalogue and the model did not change.
 #
 #   XMODAL_MODEL_DIR   a real CLIP model directory (see README: "Models"); default: the project's
@@ -24,7 +25,8 @@ say "building and installing xmodal (release)"
 install_flags=(--release --pg-config "$PG_CONFIG")
 [ "$(id -u)" = 0 ] || install_flags+=(--sudo)
 cargo pgrx install "${install_flags[@]}" >/dev/null
-PORT=$(scripts/pg-cluster.sh start "$DATA_DIR")
+# The encoder service: one worker holds the model and batches every connection's requests.
+PORT=$(PG_EXTRA_CONF="shared_preload_libraries = 'xmodal'" scripts/pg-cluster.sh start "$DATA_DIR")
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
 sql() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 

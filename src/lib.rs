@@ -36,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     embed::settings::init();
     embed::registry::init();
     embed::preload::init();
+    embed::service::init();
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 # The encoders across backends and server set-ups (pg_test/sql/embed.sql covers one session):
 #   - an ONNX Runtime library of the wrong version is refused with a clear ERROR;
 #   - xmodal.preload loads models at each backend's first statement, with the library in
-#     session_preload_libraries and in shared_preload_libraries; the postmaster itself never
-#     maps ONNX Runtime (only backends do); a session that starts with BEGIN ISOLATION LEVEL
+#     session_preload_libraries and in shared_preload_libraries with xmodal.encoder = backend
+#     (tests/encoder_service.sh covers the service); the postmaster itself never maps ONNX
+#     Runtime (only backends do); a session that starts with BEGIN ISOLATION LEVEL
 #     SERIALIZABLE, SET TRANSACTION or SET still works and is still preloaded;
 #   - a model registered again or dropped in one session is seen by another one at once;
 #   - no backend crashed meanwhile.
@@ -74,7 +75,7 @@ echo "ok: SET and SHOW first, then preloaded"
 
 echo "-- xmodal.preload with shared_preload_libraries"
 "$ROOT/scripts/pg-cluster.sh" stop "$CLUSTER_DIR"
-PG_EXTRA_CONF=$'shared_preload_libraries = \'xmodal\'\nxmodal.preload = \'em_oc\'\nxmodal.device = \'cpu\'' \
+PG_EXTRA_CONF=$'shared_preload_libraries = \'xmodal\'\nxmodal.encoder = \'backend\'\nxmodal.preload = \'em_oc\'\nxmodal.device = \'cpu\'' \
     "$ROOT/scripts/pg-cluster.sh" start "$CLUSTER_DIR" "$PGPORT" >/dev/null
 out=$(psql -X -At <<'SQL' 2>&1
 SELECT coalesce(device, 'not loaded') FROM xmodal.models WHERE name = 'em_oc';

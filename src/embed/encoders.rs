@@ -3,6 +3,9 @@
 //! cache of recent results and the counters. Sessions are kept until the model's registration
 //! changes (a new registration id) or it is dropped. Only this thread calls Postgres; ONNX
 //! Runtime's threads compute on the plain Rust data passed to `session.rs`.
+//!
+//! With `xmodal.encoder = service` a backend keeps only the image preprocessing of a tower (its
+//! `Preparer`) and sends the pixels, or the texts, to the encoder service (service/).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,15 +14,18 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
-use super::cache::ResultCache;
-use super::error::EmbedError;
-use super::model::ModelConfig;
+use super::pipeline::cache::ResultCache;
+use super::pipeline::error::EmbedError;
+use super::pipeline::model::ModelConfig;
+use super::pipeline::preprocess::{preprocess, PreprocessConfig};
 use super::registry::{self, Entry};
 use super::report::{raise, raise_embed, OrRaise};
-use super::session::{ImageEncoder, Placement, TextEncoder};
+use super::pipeline::runtime::Placement;
+use super::pipeline::session::{ImageEncoder, TextEncoder};
 use super::settings::{self, DeviceSetting};
-use super::stats::{Counters, Stats};
-use super::tokenize::{self, TokenizedText};
+use super::pipeline::stats::{Counters, Stats};
+use super::pipeline::tokenize::{self, TokenizedText};
+use super::service;
 use super::Modality;
 
 /// A model as this backend knows it.
@@ -30,6 +36,9 @@ pub(super) struct Loaded {
     config: Option<ModelConfig>,
     text: Option<TextEncoder>,
     image: Option<ImageEncoder>,
+    /// Service mode: what this backend keeps of each tower.
+    text_input: Option<()>,
+    image_input: Option<PreprocessConfig>,
 }
 
 /// One tower as the functions below use it: text (`str` in) or image (`[u8]` in).
@@ -49,6 +58,17 @@ pub(super) trait Tower: Sized {
     /// The bytes of `input` its embedding depends on, which key the cache; an input too large
     /// to embed is refused here, before it is hashed.
     fn cache_bytes(input: &Self::Input) -> Result<&[u8], EmbedError>;
+    /// Service mode: what the backend keeps to prepare an input without a session (the image
+    /// preprocessing; texts are tokenised by the service, which holds the tokenizer).
+    type Preparer;
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<Self::Preparer>;
+    fn preparer(config: &ModelConfig) -> Result<Self::Preparer, EmbedError>;
+    /// Appends one input as the service reads it (native byte order).
+    fn serialize(
+        preparer: &Self::Preparer,
+        input: &Self::Input,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EmbedError>;
 }
 
 impl Tower for TextEncoder {
@@ -75,6 +95,24 @@ impl Tower for TextEncoder {
     }
     fn cache_bytes(input: &str) -> Result<&[u8], EmbedError> {
         Ok(tokenize::prefix(input, tokenize::MAX_TEXT_BYTES).as_bytes())
+    }
+    /// Nothing: loading a CLIP tokenizer takes about 100 ms and tens of MB per connection, using
+    /// it microseconds per text, so the service tokenises.
+    type Preparer = ();
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<()> {
+        &mut loaded.text_input
+    }
+    fn preparer(config: &ModelConfig) -> Result<(), EmbedError> {
+        config.text.as_ref().map(|_| ()).ok_or(EmbedError::NoTower("text"))
+    }
+    /// The text's length (u32) and UTF-8 bytes: only the prefix that is embedded, as in
+    /// backend mode, so a long text is truncated rather than refused for its size.
+    fn serialize(_: &(), input: &str, out: &mut Vec<u8>) -> Result<(), EmbedError> {
+        let input = tokenize::prefix(input, tokenize::MAX_TEXT_BYTES);
+        let len = u32::try_from(input.len()).map_err(|_| EmbedError::Inference("text too long".into()))?;
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(input.as_bytes());
+        Ok(())
     }
 }
 
@@ -114,6 +152,24 @@ impl Tower for ImageEncoder {
             });
         }
         Ok(input)
+    }
+    type Preparer = PreprocessConfig;
+    fn preparer_slot(loaded: &mut Loaded) -> &mut Option<PreprocessConfig> {
+        &mut loaded.image_input
+    }
+    fn preparer(config: &ModelConfig) -> Result<PreprocessConfig, EmbedError> {
+        let image = config.image.as_ref().ok_or(EmbedError::NoTower("image"))?;
+        Ok(image.preprocess.clone())
+    }
+    /// The preprocessed pixels (3 x crop x crop floats).
+    fn serialize(
+        config: &PreprocessConfig,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EmbedError> {
+        let pixels = preprocess(input, config, &settings::image_limits())?;
+        out.extend(pixels.iter().flat_map(|v| v.to_ne_bytes()));
+        Ok(())
     }
 }
 
@@ -176,6 +232,8 @@ fn resolve(name: &str) -> Entry {
                     config: None,
                     text: None,
                     image: None,
+                    text_input: None,
+                    image_input: None,
                 };
                 models.insert(name.to_string(), loaded);
             }
@@ -255,8 +313,26 @@ fn run<T: Tower>(
     inputs: &[&T::Input],
     element: impl Fn(usize) -> Option<String>,
 ) -> (Vec<Vec<f32>>, Duration) {
+    let (rows, preprocess) = if service::enabled() {
+        run_on_service::<T>(entry, inputs, element)
+    } else {
+        run_here::<T>(entry, inputs, element)
+    };
+    check_for_interrupts!();
+    if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
+        check_dims(Some(bad.len()), entry);
+    }
+    (rows, preprocess)
+}
+
+/// Prepares and infers in this backend.
+fn run_here<T: Tower>(
+    entry: &Entry,
+    inputs: &[&T::Input],
+    element: impl Fn(usize) -> Option<String>,
+) -> (Vec<Vec<f32>>, Duration) {
     let name = entry.name.as_str();
-    let (rows, preprocess) = with_tower(entry, |tower: &mut T| {
+    with_tower(entry, |tower: &mut T| {
         let start = Instant::now();
         let mut batch = Vec::with_capacity(inputs.len());
         for (at, input) in inputs.iter().enumerate() {
@@ -268,11 +344,62 @@ fn run<T: Tower>(
         }
         let preprocess = start.elapsed();
         (tower.infer(&batch).or_raise(name), preprocess)
-    });
-    check_for_interrupts!();
-    if let Some(bad) = rows.iter().find(|row| row.len() != entry.dims) {
-        check_dims(Some(bad.len()), entry);
+    })
+}
+
+/// Prepares in this backend and infers on the encoder service.
+fn run_on_service<T: Tower>(
+    entry: &Entry,
+    inputs: &[&T::Input],
+    element: impl Fn(usize) -> Option<String>,
+) -> (Vec<Vec<f32>>, Duration) {
+    let name = entry.name.as_str();
+    if !entry.modalities.contains(&T::MODALITY) {
+        raise_embed(EmbedError::NoTower(T::MODALITY.name()), name, None);
     }
+    let start = Instant::now();
+    let (offsets, payload) = MODELS.with(|m| {
+        let mut models = m.borrow_mut();
+        let Some(loaded) = models.get_mut(name) else {
+            raise(
+                ERRCODE_INTERNAL_ERROR,
+                format!("model \"{name}\" is not loaded"),
+                None,
+            );
+        };
+        if T::preparer_slot(loaded).is_none() {
+            let config = match loaded.config.take() {
+                Some(config) => config,
+                None => ModelConfig::load(&entry.path).or_raise(name),
+            };
+            let preparer = T::preparer(&config).or_raise(name);
+            loaded.config = Some(config);
+            *T::preparer_slot(loaded) = Some(preparer);
+        }
+        let Some(preparer) = T::preparer_slot(loaded).as_ref() else {
+            unreachable!("the preparer was just made")
+        };
+        let (mut offsets, mut payload) = (vec![0], Vec::new());
+        for (at, input) in inputs.iter().enumerate() {
+            check_for_interrupts!();
+            if let Err(error) = T::serialize(preparer, input, &mut payload) {
+                raise_embed(error, name, element(at));
+            }
+            offsets.push(payload.len());
+        }
+        (offsets, payload)
+    });
+    let preprocess = start.elapsed();
+    let rows = service::request(&service::Request {
+        registration: entry.id,
+        name,
+        path: &entry.path,
+        modality: T::MODALITY,
+        offsets: &offsets,
+        payload: &payload,
+        dims: entry.dims,
+        element: &element,
+    });
     (rows, preprocess)
 }
 
@@ -416,11 +543,16 @@ pub fn prepare(name: &str, config: ModelConfig) -> Prepared {
 
 /// Keeps the sessions register_model loaded, under the new registration.
 pub fn install(entry: Entry, prepared: Prepared) {
+    // The service loads its own sessions; it unloads the older registration's.
+    let here = !service::active();
+    service::forget(&entry.name);
     let loaded = Loaded {
         epoch: registry::epoch(),
         config: Some(prepared.config),
-        text: prepared.text,
-        image: prepared.image,
+        text: prepared.text.filter(|_| here),
+        image: prepared.image.filter(|_| here),
+        text_input: None,
+        image_input: None,
         entry,
     };
     MODELS.with(|m| m.borrow_mut().insert(loaded.entry.name.clone(), loaded));
@@ -428,6 +560,9 @@ pub fn install(entry: Entry, prepared: Prepared) {
 
 /// Loads every tower of a registered model now (xmodal.preload).
 pub fn load_all(name: &str) {
+    if service::active() {
+        return; // the service's worker preloads
+    }
     let entry = resolve(name);
     for modality in &entry.modalities {
         match modality {
@@ -440,10 +575,24 @@ pub fn load_all(name: &str) {
 /// Forgets a dropped model's sessions.
 pub fn forget(name: &str) {
     MODELS.with(|m| m.borrow_mut().remove(name));
+    service::forget(name);
 }
 
 /// Where this backend runs `name`'s loaded towers ("cpu", "cuda"), None when none is loaded.
 pub fn device(name: &str) -> Option<String> {
+    if service::active() {
+        let towers = service::towers();
+        let of = |modality: u32| {
+            towers
+                .iter()
+                .find(|t| t.name.get() == name && t.modality == modality)
+                .map(|t| t.device.get())
+        };
+        return match (of(0), of(1)) {
+            (Some(t), Some(i)) if t != i => Some(format!("text: {t}, image: {i}")),
+            (t, i) => t.or(i),
+        };
+    }
     MODELS.with(|m| {
         let models = m.borrow();
         let loaded = models.get(name)?;

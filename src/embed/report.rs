@@ -4,7 +4,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use super::error::EmbedError;
+use super::pipeline::error::EmbedError;
 
 pub fn sqlstate(error: &EmbedError) -> PgSqlErrorCode {
     use EmbedError::*;
@@ -30,7 +30,18 @@ pub fn sqlstate(error: &EmbedError) -> PgSqlErrorCode {
 /// rather than the input), with an optional detail such as the array element.
 #[track_caller]
 pub fn raise_embed(error: EmbedError, model: &str, detail: Option<String>) -> ! {
-    let message = match &error {
+    let mut report = ErrorReport::new(sqlstate(&error), message(&error, model), "xmodal");
+    if let Some(detail) = detail {
+        report = report.set_detail(detail);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// The message of `error` about model `model`: the model is named when the failure concerns it
+/// rather than the input.
+pub fn message(error: &EmbedError, model: &str) -> String {
+    match error {
         EmbedError::NoTower(modality) => format!("model \"{model}\" has no {modality} tower"),
         EmbedError::MissingFile(_)
         | EmbedError::InvalidConfig { .. }
@@ -38,13 +49,7 @@ pub fn raise_embed(error: EmbedError, model: &str, detail: Option<String>) -> ! 
         | EmbedError::InvalidModel { .. }
         | EmbedError::Device(_) => format!("model \"{model}\": {error}"),
         _ => error.to_string(),
-    };
-    let mut report = ErrorReport::new(sqlstate(&error), message, "xmodal");
-    if let Some(detail) = detail {
-        report = report.set_detail(detail);
     }
-    report.report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
 }
 
 /// An ERROR with a SQLSTATE, a message and an optional hint.

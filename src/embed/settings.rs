@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
-use super::preprocess::ImageLimits;
-use super::session::{Device, RuntimeOptions};
+use super::pipeline::preprocess::ImageLimits;
+use super::pipeline::runtime::{Device, RuntimeOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PostgresGucEnum)]
 pub enum DeviceSetting {

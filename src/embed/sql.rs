@@ -16,8 +16,8 @@ use pgrx::datum::UnboxDatum;
 use pgrx::PgSqlErrorCode::ERRCODE_ARRAY_ELEMENT_ERROR;
 
 use super::encoders;
+use super::pipeline::session::{ImageEncoder, TextEncoder};
 use super::report::raise;
-use super::session::{ImageEncoder, TextEncoder};
 use crate::vector::Xvector;
 
 #[pg_extern(stable, parallel_restricted)]
@@ -136,6 +136,7 @@ mod xmodal {
     use pgrx::PgSqlErrorCode::*;
 
     use crate::embed::encoders;
+    use crate::embed::pipeline::model::ModelConfig;
     use crate::embed::registry::{self, Entry};
     use crate::embed::report::{raise, OrRaise};
 
