@@ -14,8 +14,8 @@ use std::path::{Component, Path, PathBuf};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
-use super::error::EmbedError;
-use super::model::ModelConfig;
+use super::pipeline::error::EmbedError;
+use super::pipeline::model::ModelConfig;
 use super::report::raise;
 use super::settings;
 use super::Modality;
