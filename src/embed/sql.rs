@@ -136,7 +136,6 @@ mod xmodal {
     use pgrx::PgSqlErrorCode::*;
 
     use crate::embed::encoders;
-    use crate::embed::pipeline::model::ModelConfig;
     use crate::embed::registry::{self, Entry};
     use crate::embed::report::{raise, OrRaise};
 
