@@ -12,7 +12,8 @@ start_cluster interrupts
 DIMS=32
 started=$(sql "SELECT pg_postmaster_start_time()")
 
-sql "CREATE TABLE items (id bigserial PRIMARY KEY, v xvector($DIMS), cat int NOT NULL DEFAULT 0)"
+# No other index: VACUUM's index phase is then exactly xhnsw's bulk delete.
+sql "CREATE TABLE items (id bigserial, v xvector($DIMS), cat int NOT NULL DEFAULT 0)"
 sql "CREATE FUNCTION rnd() RETURNS xvector LANGUAGE sql AS
      'SELECT array_to_xvector(ARRAY(SELECT random() * 2 - 1 FROM generate_series(1, $DIMS)), $DIMS, true)'"
 sql "INSERT INTO items (v, cat) SELECT rnd(), g % 10 FROM generate_series(1, 10000) g"
@@ -29,19 +30,19 @@ poll() {
     fail "never true: $1"
 }
 
-# A VACUUM slowed down by cost-based delay, in the background; prints its pid.
+# A VACUUM slowed down by cost-based delay, in the background (its psql's pid in $client).
 slow_vacuum() {
     psql -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "SET application_name = 'slow_vacuum'" \
         -c "SET vacuum_cost_delay = '2ms'" -c "SET vacuum_cost_limit = 50" -c "SET vacuum_cost_page_dirty = 0" \
         -c "VACUUM items" > "$1" 2>&1 &
-    echo $!
+    client=$!
 }
 vacuum_pid() { poll "SELECT pid FROM pg_stat_activity WHERE application_name = 'slow_vacuum' AND query LIKE 'VACUUM%'"; }
 phase() { sql "SELECT phase FROM pg_stat_progress_vacuum WHERE pid = $1"; }
 
 # 1. An insert completes during the index phase.
 sql "DELETE FROM items WHERE id % 5 = 0"
-client=$(slow_vacuum "$ROOT/target/it/interrupts.vacuum1.log")
+slow_vacuum "$ROOT/target/it/interrupts.vacuum1.log"
 pid=$(vacuum_pid)
 poll "SELECT 1 FROM pg_stat_progress_vacuum WHERE pid = $pid AND phase = 'vacuuming indexes'" >/dev/null
 psql -X -q -v ON_ERROR_STOP=1 -c "SET statement_timeout = '60s'" -c "INSERT INTO items (v) SELECT rnd()" ||
@@ -53,7 +54,7 @@ wait "$client" || { cat "$ROOT/target/it/interrupts.vacuum1.log"; fail "the slow
 
 # 2. Cancel VACUUM during its repair.
 sql "DELETE FROM items WHERE id % 5 = 1"
-client=$(slow_vacuum "$ROOT/target/it/interrupts.vacuum2.log")
+slow_vacuum "$ROOT/target/it/interrupts.vacuum2.log"
 pid=$(vacuum_pid)
 poll "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
       WHERE l.pid = $pid AND c.relname = 'items_v' AND l.locktype = 'page' AND l.page = 0 AND l.granted" >/dev/null
@@ -100,8 +101,8 @@ status=0; wait "$client" || status=$?
     { cat "$ROOT/target/it/interrupts.build.log"; fail "CREATE INDEX was not cancelled (57014)"; }
 [[ "$seen" != *"writing pages"* ]] || fail "the cancelled build went on to write pages"
 echo "ok: CREATE INDEX cancelled while building the graph (57014)"
-code=$(psql -X -q -At -v VERBOSITY=verbose -c "SET statement_timeout = '300ms'" \
-    -c "CREATE INDEX big_v ON big USING xhnsw (v)" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]*\):.*/\1/p')
+code=$( { psql -X -q -At -v VERBOSITY=verbose -c "SET statement_timeout = '300ms'" \
+    -c "CREATE INDEX big_v ON big USING xhnsw (v)" 2>&1 || true; } | sed -n 's/^ERROR:  \([0-9A-Z]*\):.*/\1/p')
 [ "$code" = 57014 ] || fail "CREATE INDEX under statement_timeout: SQLSTATE '$code', expected 57014"
 echo "ok: CREATE INDEX under statement_timeout: 57014"
 
