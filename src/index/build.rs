@@ -48,8 +48,6 @@ struct BuildState {
     /// Vector bits hash -> nodes with that hash, to share an element between equal vectors.
     by_hash: HashMap<u64, Vec<u32>>,
     memory_limit: usize,
-    /// Threads of the graph build (each holds a visited set of 4 bytes a node).
-    threads: usize,
     on_disk: bool,
     heap_tuples: f64,
     index_tuples: f64,
@@ -137,7 +135,6 @@ pub unsafe extern "C-unwind" fn ambuild(
         tag_columns: TagColumns::of(index),
         by_hash: HashMap::new(),
         memory_limit: unsafe { pg_sys::maintenance_work_mem } as usize * 1024,
-        threads: build_threads(),
         on_disk: false,
         heap_tuples: 0.0,
         index_tuples: 0.0,
@@ -270,7 +267,10 @@ fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32], extras:
 fn graph_memory(state: &BuildState) -> usize {
     let nodes = state.heap_tids.len();
     let extras: usize = state.extras.iter().map(|e| e.len() + 24).sum();
-    let visited = (state.threads + 1) * DenseVisited::bytes_for(nodes);
+    // Budgeted for the most threads the setting allows, so the figure does not depend on the
+    // machine's cores.
+    let sets = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 2;
+    let visited = sets * DenseVisited::bytes_for(nodes);
     nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48) + extras + visited
 }
 
@@ -329,7 +329,7 @@ fn flush(state: &mut BuildState) {
         return;
     };
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
-    build_graph(&mut graph, state.threads);
+    build_graph(&mut graph, build_threads());
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     write_graph(state, &graph);
     log_all_pages(state.index);
