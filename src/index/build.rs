@@ -2,6 +2,11 @@
 //! (graph::MemGraph; the threads touch only Rust data), write it to pages in one pass and
 //! WAL-log the pages as full images. When the vectors outgrow maintenance_work_mem, the graph
 //! built so far is written out and the remaining rows are inserted on disk (NOTICE).
+//!
+//! The graph's memory (sized by maintenance_work_mem, which any user may set) is reserved
+//! fallibly: a refusal is ERROR 53200, never an abort. The build's worker threads start with
+//! every signal blocked, so Postgres' handlers run only on the main thread, which polls for
+//! interrupts and stops the workers (then raises the cancel or timeout).
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -10,7 +15,7 @@ use std::ffi::c_void;
 
 use super::directory;
 use super::filter::extras_of;
-use super::graph::{GraphStore, MemGraph};
+use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, MemGraph};
 use super::insert::{check_element_fits, insert_vector, params_of};
 use super::options;
 use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
@@ -259,7 +264,11 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         let distance: DistanceFn = Box::new(move |a: &[f32], b: &[f32]| metric.distance(a, b));
         MemGraph::new(dims, params_of(m, efc), distance, 0x5eed)
     });
-    let id = graph.push(&vector);
+    let reserved = state.heap_tids.try_reserve(1).is_ok()
+        && state.extras.try_reserve(1).is_ok()
+        && state.tags.try_reserve(1).is_ok()
+        && state.by_hash.try_reserve(1).is_ok();
+    let Some(id) = graph.try_push(&vector).ok().filter(|_| reserved) else { out_of_memory() };
     state.heap_tids.push(vec![heap_tid]);
     state.extras.push(extras);
     state.tags.push(tag);
@@ -300,11 +309,64 @@ fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32], extras:
     false
 }
 
-/// Bytes the in-memory build holds: vectors, neighbour lists, TIDs and the hash table.
+/// Bytes the in-memory build holds: vectors, neighbour lists, TIDs, the hash table, and the
+/// visited sets of the build's threads and of its reachability pass.
 fn graph_memory(state: &BuildState) -> usize {
     let nodes = state.heap_tids.len();
     let extras: usize = state.extras.iter().map(|e| e.len() + 24).sum();
-    nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48) + extras
+    // Budgeted for the most threads the setting allows, so the figure does not depend on the
+    // machine's cores.
+    let sets = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 2;
+    let visited = sets * DenseVisited::bytes_for(nodes);
+    nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48) + extras + visited
+}
+
+/// ERROR 53200: the build's memory could not be reserved.
+fn out_of_memory() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+        "xhnsw: out of memory for the in-memory graph; lower maintenance_work_mem so that the build continues on disk sooner"
+    );
+}
+
+fn build_threads() -> usize {
+    unsafe { pg_sys::max_parallel_maintenance_workers + 1 }
+        .clamp(1, std::thread::available_parallelism().map_or(1, |n| n.get() as i32)) as usize
+}
+
+/// The backend's side of a graph build: interrupts stop it, worker threads start with every
+/// signal blocked.
+struct Backend;
+
+impl BuildControl for Backend {
+    fn stop(&mut self) -> bool {
+        // As INTERRUPTS_PENDING_CONDITION and INTERRUPTS_CAN_BE_PROCESSED: stop only for an
+        // interrupt that CHECK_FOR_INTERRUPTS will serve.
+        unsafe {
+            std::ptr::read_volatile(&raw const pg_sys::InterruptPending) != 0
+                && std::ptr::read_volatile(&raw const pg_sys::InterruptHoldoffCount) == 0
+                && std::ptr::read_volatile(&raw const pg_sys::CritSectionCount) == 0
+        }
+    }
+
+    fn spawning(&mut self, spawn: &mut dyn FnMut()) {
+        crate::embed::pipeline::runtime::with_signals_blocked(spawn)
+    }
+}
+
+/// Build the graph, serving interrupts: a stopped build raises the pending cancel or timeout,
+/// or carries on when the interrupt was of another kind.
+fn build_graph(graph: &mut MemGraph<DistanceFn>, threads: usize) {
+    loop {
+        match graph.build(threads, &mut Backend) {
+            Ok(_) => return,
+            Err(BuildHalt::Stopped) => {
+                pgrx::check_for_interrupts!();
+            }
+            Err(BuildHalt::OutOfMemory) => out_of_memory(),
+        }
+    }
 }
 
 /// Build the in-memory graph, write it to pages after the metapage, log them.
@@ -314,9 +376,7 @@ fn flush(state: &mut BuildState) {
         return;
     };
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
-    let threads = unsafe { pg_sys::max_parallel_maintenance_workers + 1 }
-        .clamp(1, std::thread::available_parallelism().map_or(1, |n| n.get() as i32)) as usize;
-    graph.build(threads);
+    build_graph(&mut graph, build_threads());
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     write_graph(state, &graph);
     log_all_pages(state.index);
@@ -332,8 +392,10 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let item_overhead = std::mem::size_of::<pg_sys::ItemIdData>();
     let usable = page::page_usable_space();
     // First pass: addresses. Items are appended in order, so offsets are predictable.
-    let mut element_tid = Vec::with_capacity(n as usize);
-    let mut neighbour_tid = Vec::with_capacity(n as usize);
+    let (mut element_tid, mut neighbour_tid) = (Vec::new(), Vec::new());
+    if element_tid.try_reserve_exact(n as usize).is_err() || neighbour_tid.try_reserve_exact(n as usize).is_err() {
+        out_of_memory();
+    }
     let (mut block, mut offset, mut used) = (1u32, 0u16, 0usize);
     let mut place = |size: usize| {
         if used + size + item_overhead > usable {
@@ -354,6 +416,9 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let mut list = Vec::new();
     let mut tids = Vec::new();
     for id in 0..n {
+        if id % 1024 == 0 {
+            pgrx::check_for_interrupts!();
+        }
         let level = graph.level(id);
         let e_tid = element_tid[id as usize];
         if current.as_ref().is_none_or(|c| c.block() != e_tid.block) {

@@ -94,10 +94,10 @@ fn start_directory(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: 
 /// A hint or link to a page that `xlog` holds already is corrupt (locking it would
 /// self-deadlock).
 fn lock_tail(index: pg_sys::Relation, hint: u32, xlog: &Xlog) -> Locked {
-    let blocks = block_count(index);
+    let mut bound = ChainBound::new(index);
     let mut block = hint;
-    for _ in 0..blocks {
-        if block >= blocks || xlog.holds(block) {
+    while bound.step(block) {
+        if xlog.holds(block) {
             break;
         }
         let locked = Locked::read(index, block, true);
@@ -116,17 +116,14 @@ fn lock_tail(index: pg_sys::Relation, hint: u32, xlog: &Xlog) -> Locked {
 /// `visit` breaks. A chain that leaves the relation, reaches another kind of page or loops is
 /// corrupt: ERROR.
 pub fn for_each_page(index: pg_sys::Relation, head: u32, mut visit: impl FnMut(&DirectoryEntries) -> ControlFlow<()>) {
-    let blocks = block_count(index);
+    let mut bound = ChainBound::new(index);
     let mut block = head;
-    for _ in 0..blocks {
-        if block == META_BLOCK {
-            return;
-        }
-        if block >= blocks {
-            break;
+    while block != META_BLOCK {
+        if !bound.step(block) {
+            corrupt(index)
         }
         let locked = Locked::read(index, block, false);
-        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { break };
+        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { corrupt(index) };
         if visit(&entries).is_break() {
             return;
         }
@@ -134,8 +131,31 @@ pub fn for_each_page(index: pg_sys::Relation, head: u32, mut visit: impl FnMut(&
         drop(locked);
         pgrx::check_for_interrupts!();
     }
-    if block != META_BLOCK {
-        corrupt(index)
+}
+
+/// What makes a chain walk corrupt: a block past the end of the relation, or more steps than
+/// the relation has pages (a loop). The relation's size is read again before either verdict:
+/// concurrent inserts extend the chain onto new pages while a walk runs, so a size read when
+/// the walk began can be older than the link that leads past it (the race that made scans and
+/// inserts report a sound directory as corrupt under concurrent inserts).
+struct ChainBound {
+    index: pg_sys::Relation,
+    blocks: u32,
+    steps: u32,
+}
+
+impl ChainBound {
+    fn new(index: pg_sys::Relation) -> ChainBound {
+        ChainBound { index, blocks: block_count(index), steps: 0 }
+    }
+
+    /// Counts a step onto `block`; false when the chain is corrupt.
+    fn step(&mut self, block: u32) -> bool {
+        self.steps += 1;
+        if block >= self.blocks || self.steps > self.blocks {
+            self.blocks = block_count(self.index);
+        }
+        block != META_BLOCK && block < self.blocks && self.steps <= self.blocks
     }
 }
 

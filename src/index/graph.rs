@@ -35,25 +35,26 @@
 //!   [`knn_search`] combines them.
 //! - The resumable layer-0 search that scans use is in resumable.rs, built on these blocks.
 //! - [`select_neighbours`]: algorithm 4. [`insert`]: algorithm 1 on any [`GraphStoreMut`].
-//! - [`repair_deleted`]: VACUUM's rewiring around deleted nodes, new entry point included.
+//! - [`repair_node`], [`relink`], [`reach_layer0`]: VACUUM's rewiring around deleted nodes, in
+//!   pieces that VACUUM runs in batches (vacuum.rs).
 //! - [`MemGraph`]: `push` vectors, [`build`](MemGraph::build) with N threads, then read the
 //!   graph back through [`GraphStore`] (`level`, `neighbours`, `entry_point`) to write pages.
 //!   After `build` every node is reachable on layer 0 from the entry point.
 //! - [`VisitedSet`] with [`HashVisited`] (any id) and [`DenseVisited`] (dense `u32` ids).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet, TryReserveError};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::mem;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 // ---------------------------------------------------------------------------------------------
 // Parameters and level assignment
 
-/// Graph parameters used by [`insert`], [`repair_deleted`] and [`MemGraph`].
+/// Graph parameters used by [`insert`], [`repair_node`] and [`MemGraph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HnswParams {
     /// Neighbours chosen for a new node on every layer, and the list capacity on layers >= 1.
@@ -164,6 +165,11 @@ pub trait GraphStore {
     /// Hint: `distance` will soon be asked for `id` (searches call it one node ahead). A page
     /// store may start reading the node's page; the default does nothing.
     fn prefetch(&self, _id: Self::Id) {}
+    /// A node deleted but maybe not yet unlinked everywhere (VACUUM repairs in batches while
+    /// inserts run): searches pass through it, but [`insert`] never links to it.
+    fn is_deleted(&self, _id: Self::Id) -> bool {
+        false
+    }
 }
 
 /// Write access. A node is created by the store (vector and level) before [`insert`] links it.
@@ -174,7 +180,7 @@ pub trait GraphStoreMut: GraphStore {
 
     /// [`insert`] calls this only when the new node's level is above that of the entry point
     /// it read when it started; a store with concurrent writers should re-check under its lock
-    /// and keep the higher one. [`repair_deleted`] calls it to replace a deleted entry point.
+    /// and keep the higher one. VACUUM calls it to replace a deleted entry point.
     fn set_entry_point(&mut self, entry: Option<EntryPoint<Self::Id>>);
 
     /// Read-modify-write of one list: `f` gets the current list and edits it in place, returning
@@ -283,6 +289,15 @@ impl<Id> Default for HashVisited<Id> {
     }
 }
 
+impl<Id: NodeId> HashVisited<Id> {
+    /// Room for `capacity` ids, or the allocator's refusal (the caller reports it).
+    pub fn try_with_capacity(capacity: usize) -> Result<Self, TryReserveError> {
+        let mut set = HashSet::default();
+        set.try_reserve(capacity)?;
+        Ok(HashVisited(set))
+    }
+}
+
 impl<Id: NodeId> VisitedSet<Id> for HashVisited<Id> {
     fn clear(&mut self) {
         self.0.clear();
@@ -307,6 +322,19 @@ impl DenseVisited {
             stamps: vec![0; capacity],
             generation: 1,
         }
+    }
+
+    /// As `new`, or the allocator's refusal.
+    pub fn try_new(capacity: usize) -> Result<Self, TryReserveError> {
+        let mut stamps = Vec::new();
+        stamps.try_reserve_exact(capacity)?;
+        stamps.resize(capacity, 0);
+        Ok(DenseVisited { stamps, generation: 1 })
+    }
+
+    /// Bytes one set for `nodes` ids holds.
+    pub fn bytes_for(nodes: usize) -> usize {
+        nodes * mem::size_of::<u32>()
     }
 }
 
@@ -598,6 +626,7 @@ pub fn insert<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     for l in (0..=level.min(entry.level)).rev() {
         scratch.search_layer(&*store, |n| store.distance(vector, n), l, params.ef_construction);
         scratch.sort_results();
+        scratch.ordered.retain(|s| !store.is_deleted(s.id));
         let reader = &*store;
         let distance = |a, b| reader.distance_between(a, b);
         select_neighbours(
@@ -666,53 +695,19 @@ fn shrink<S: GraphStore>(
 // ---------------------------------------------------------------------------------------------
 // Repair after deletes
 
-/// What [`repair_deleted`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RepairStats {
-    /// Neighbour lists rewritten because they pointed at deleted nodes.
-    pub lists_rewritten: usize,
-    /// Live nodes that were unreachable on layer 0 and were linked in again.
-    pub relinked: usize,
-    /// Live nodes still unreachable on layer 0 at the end (0 in practice).
-    pub unreachable: usize,
-}
-
-/// Most passes of the reachability check; each relinks what the previous one's edits cut off.
-const RELINK_PASSES: usize = 4;
-
-/// Rewires the graph around deleted nodes so they can be freed. `live` lists every live node
-/// (any order; the result depends on it); `is_deleted` tells the deleted ones. Afterwards no
-/// live node's list holds a deleted node, the entry point is live (the live node of highest
-/// level, first in `live` order on ties; `None` if nothing is live), and every live node is
-/// reachable on layer 0 from the entry point (unless `unreachable` says otherwise).
-///
-/// Each list that held a deleted node is re-selected with the heuristic from its live
-/// neighbours, the neighbours of its deleted neighbours and the neighbours of its live
-/// neighbours (all on the same layer). Then a reachability pass links each live node that no
-/// path reaches into the list of a near reachable node, found by a search from the entry point.
-pub fn repair_deleted<S: GraphStoreMut, V: VisitedSet<S::Id>>(
+/// Re-selects every list of `node` that holds a deleted node (see [`repair_list`]); returns
+/// how many it rewrote. VACUUM calls it for the in-neighbours of the nodes it deleted, batch by
+/// batch; afterwards no list of `node` holds a node for which `is_deleted` is true.
+pub fn repair_node<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     store: &mut S,
     scratch: &mut SearchScratch<S::Id, V>,
     params: &HnswParams,
-    live: &[S::Id],
-    is_deleted: impl Fn(S::Id) -> bool,
-) -> RepairStats {
-    let mut stats = RepairStats::default();
-    if store.entry_point().is_none_or(|entry| is_deleted(entry.id)) {
-        let best = live
-            .iter()
-            .map(|&id| (store.level(id), id))
-            .reduce(|a, b| if b.0 > a.0 { b } else { a });
-        store.set_entry_point(best.map(|(level, id)| EntryPoint { id, level }));
-    }
-    for &node in live {
-        for level in 0..=store.level(node) {
-            stats.lists_rewritten +=
-                usize::from(repair_list(store, scratch, params, node, level, &is_deleted));
-        }
-    }
-    (stats.relinked, stats.unreachable) = relink_unreachable(store, scratch, params, live);
-    stats
+    node: S::Id,
+    is_deleted: &impl Fn(S::Id) -> bool,
+) -> usize {
+    (0..=store.level(node))
+        .filter(|&level| repair_list(store, scratch, params, node, level, is_deleted))
+        .count()
 }
 
 /// Re-selects the list of `node` on `level` if it holds a deleted node. True if rewritten.
@@ -790,52 +785,68 @@ fn repair_list<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     true
 }
 
+/// Most passes of the reachability check; each relinks what the previous one's edits cut off.
+const RELINK_PASSES: usize = 4;
+
 /// Links each node of `nodes` that no layer-0 path from the entry point reaches back into the
 /// graph, pass after pass while some remain (a relink can cut another node off). Returns how
-/// many were relinked and how many are still unreachable.
-fn relink_unreachable<S: GraphStoreMut, V: VisitedSet<S::Id>>(
+/// many were relinked and how many are still unreachable; None when `stop` said so (polled
+/// once per node relinked). `reached` is the walk's visited set.
+fn relink_unreachable<S: GraphStoreMut, V: VisitedSet<S::Id>, R: VisitedSet<S::Id>>(
     store: &mut S,
     scratch: &mut SearchScratch<S::Id, V>,
     params: &HnswParams,
-    nodes: &[S::Id],
-) -> (usize, usize) {
+    nodes: impl Iterator<Item = S::Id> + Clone,
+    reached: &mut R,
+    stop: &mut dyn FnMut() -> bool,
+) -> Option<(usize, usize)> {
     let mut relinked = 0;
+    let mut lost = Vec::new();
     for _ in 0..RELINK_PASSES {
-        let lost = unreachable_on_layer0(store, nodes);
+        reach_layer0(store, reached, || {});
+        lost.clear();
+        lost.extend(nodes.clone().filter(|&id| reached.insert(id)));
         if lost.is_empty() {
-            return (relinked, 0);
+            return Some((relinked, 0));
         }
-        relinked += relink(store, scratch, params, &lost);
+        relinked += relink(store, scratch, params, &lost, stop)?;
     }
-    (relinked, unreachable_on_layer0(store, nodes).len())
+    reach_layer0(store, reached, || {});
+    Some((relinked, nodes.filter(|&id| reached.insert(id)).count()))
 }
 
-/// Nodes of `nodes` that no layer-0 path from the entry point reaches.
-fn unreachable_on_layer0<S: GraphStore>(store: &S, nodes: &[S::Id]) -> Vec<S::Id> {
+/// Marks in `reached` (cleared first) every node a layer-0 path from the entry point reaches;
+/// `on_node` runs once per node reached (a caller's interrupt or delay point).
+pub fn reach_layer0<S: GraphStore, R: VisitedSet<S::Id>>(store: &S, reached: &mut R, mut on_node: impl FnMut()) {
+    reached.clear();
     let Some(entry) = store.entry_point() else {
-        return Vec::new();
+        return;
     };
-    let mut reached = HashSet::from([entry.id]);
+    reached.insert(entry.id);
     let (mut stack, mut list) = (vec![entry.id], Vec::new());
     while let Some(node) = stack.pop() {
+        on_node();
         store.neighbours(node, 0, &mut list);
         stack.extend(list.iter().filter(|&&n| reached.insert(n)));
     }
-    nodes.iter().copied().filter(|id| !reached.contains(id)).collect()
 }
 
 /// Links each node of `lost` into the layer-0 list of one of its nearest reachable nodes.
-/// Returns how many were linked.
-fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
+/// Returns how many were linked; None when `stop` (polled once per node) said so.
+pub fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     store: &mut S,
     scratch: &mut SearchScratch<S::Id, V>,
     params: &HnswParams,
     lost: &[S::Id],
-) -> usize {
+    stop: &mut dyn FnMut() -> bool,
+) -> Option<usize> {
     let Some(entry) = store.entry_point() else {
-        return 0;
+        return Some(0);
     };
     for &node in lost {
+        if stop() {
+            return None;
+        }
         // Search with `node` itself as the query: only reachable nodes can be found.
         scratch.start(entry.id, store.distance_between(node, entry.id));
         scratch.visited.insert(node);
@@ -847,6 +858,7 @@ fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
             params.ef_construction,
         );
         scratch.sort_results();
+        scratch.ordered.retain(|s| !store.is_deleted(s.id));
         scratch.selected.clear();
         scratch
             .selected
@@ -861,7 +873,7 @@ fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
             }
         }
     }
-    lost.len()
+    Some(lost.len())
 }
 
 /// Adds `node` to the layer-0 list of `host` if the heuristic keeps it there. True if added.
@@ -915,7 +927,7 @@ fn force_link<S: GraphStoreMut>(store: &mut S, params: &HnswParams, host: S::Id,
 /// parallel builder. CREATE INDEX pushes every vector, calls [`build`](Self::build), then reads
 /// each node's level and lists through [`GraphStore`] to write pages.
 ///
-/// Its [`GraphStoreMut`] impl (exclusive access) serves [`repair_deleted`] and tests; link
+/// Its [`GraphStoreMut`] impl (exclusive access) serves [`repair_node`] and tests; link
 /// pushed nodes with `build`, not with [`insert`].
 pub struct MemGraph<D> {
     dim: usize,
@@ -955,6 +967,20 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         self.vectors.reserve(additional * self.dim);
         self.levels.reserve(additional);
         self.links.reserve(additional);
+    }
+
+    /// As [`push`](Self::push), but reserving its memory fallibly: the allocator's refusal is
+    /// returned instead of aborting the process.
+    pub fn try_push(&mut self, vector: &[f32]) -> Result<u32, TryReserveError> {
+        let (offset, capacity) = self.slot(self.params.max_level);
+        self.vectors.try_reserve(self.dim)?;
+        self.levels.try_reserve(1)?;
+        self.links.try_reserve(1)?;
+        // The largest list block a node can draw, so that `push` cannot fail after this.
+        let mut probe: Vec<u32> = Vec::new();
+        probe.try_reserve_exact(offset + 1 + capacity)?;
+        drop(probe);
+        Ok(self.push(vector))
     }
 
     /// Adds a node (not yet linked: call `build`) and returns its id.
@@ -1018,61 +1044,118 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
     /// vectors, the parameters and the seed; with more, on the interleaving too, with the
     /// same quality. Workers share an atomic counter for the next node, lock a node while
     /// reading or changing its lists (never two at once), and each own a [`SearchScratch`]
-    /// with a [`DenseVisited`], so the hot loop allocates nothing.
+    /// with a [`DenseVisited`], so the hot loop allocates nothing. Those sets (4 bytes a node
+    /// each, one per thread and one for the reachability pass) are reserved first, fallibly.
     ///
     /// Finally, as HNSW can leave a rare node with no in-link (every list that held it was
-    /// re-selected without it), such nodes are linked back (as in [`repair_deleted`]), so that
+    /// re-selected without it), such nodes are linked back (as VACUUM does), so that
     /// every node is reachable on layer 0 from the entry point and a scan can return it.
     /// Returns how many nodes that pass relinked.
-    pub fn build(&mut self, threads: usize) -> usize {
+    ///
+    /// `control.stop()` is polled on the calling thread every [`POLL_EVERY`] nodes; when it
+    /// says stop, every worker stops after its current node and this returns
+    /// [`BuildHalt::Stopped`]; the nodes linked so far stay linked, and calling `build` again
+    /// carries on from there.
+    pub fn build(&mut self, threads: usize, control: &mut impl BuildControl) -> Result<usize, BuildHalt> {
         let (first, end) = (self.linked, self.len());
-        if first == end {
-            return 0;
+        let dense = || DenseVisited::try_new(end).map_err(|_| BuildHalt::OutOfMemory);
+        let mut scratches = Vec::new();
+        scratches.try_reserve_exact(threads.max(1)).map_err(|_| BuildHalt::OutOfMemory)?;
+        for _ in 0..threads.max(1) {
+            scratches.push(SearchScratch::with_visited(dense()?));
         }
-        let next = AtomicUsize::new(first);
-        if self.entry_point().is_none() {
-            // The first node alone: concurrent workers would each see an empty graph.
-            self.link_until(&next, first + 1);
-            next.store(first + 1, AtomicOrdering::Relaxed); // the call overshot by one
-        }
-        let graph = &*self;
-        thread::scope(|scope| {
-            for _ in 1..threads.max(1) {
-                scope.spawn(|| graph.link_until(&next, end));
+        let mut reached = dense()?;
+        let mut mine = scratches.pop().expect("one scratch per thread");
+        if first < end {
+            let (next, stop) = (&AtomicUsize::new(first), &AtomicBool::new(false));
+            if self.entry_point().is_none() {
+                // The first node alone: concurrent workers would each see an empty graph.
+                self.link_until(next, first + 1, &mut mine, stop, &mut || false);
+                next.store(first + 1, AtomicOrdering::Relaxed); // the call overshot by one
             }
-            graph.link_until(&next, end);
-        });
-        self.linked = end;
+            let graph = &*self;
+            thread::scope(|scope| {
+                control.spawning(&mut || {
+                    for mut scratch in scratches.drain(..) {
+                        scope.spawn(move || graph.link_until(next, end, &mut scratch, stop, &mut || false));
+                    }
+                });
+                graph.link_until(next, end, &mut mine, stop, &mut || control.stop());
+            });
+            // Every node handed out before the stop was linked completely.
+            self.linked = next.load(AtomicOrdering::Relaxed).min(end);
+            if self.linked < end {
+                return Err(BuildHalt::Stopped);
+            }
+        }
         let params = self.params;
-        let nodes: Vec<u32> = (0..end as u32).collect();
-        let mut scratch = SearchScratch::with_visited(DenseVisited::new(end));
-        relink_unreachable(self, &mut scratch, &params, &nodes).0
+        match relink_unreachable(self, &mut mine, &params, 0..end as u32, &mut reached, &mut || control.stop()) {
+            Some((relinked, _)) => Ok(relinked),
+            None => Err(BuildHalt::Stopped),
+        }
     }
 
-    /// A worker: inserts the nodes `next` hands out until it reaches `end`.
-    fn link_until(&self, next: &AtomicUsize, end: usize) {
+    /// A worker: inserts the nodes `next` hands out until it reaches `end` or `stop` is set;
+    /// sets `stop` itself when `poll` (called every [`POLL_EVERY`] nodes) says so.
+    fn link_until(
+        &self,
+        next: &AtomicUsize,
+        end: usize,
+        scratch: &mut SearchScratch<u32, DenseVisited>,
+        stop: &AtomicBool,
+        poll: &mut dyn FnMut() -> bool,
+    ) {
         let mut worker = Worker {
             graph: self,
             list: Vec::new(),
         };
-        let mut scratch = SearchScratch::with_visited(DenseVisited::new(end));
-        loop {
+        for round in 1usize.. {
+            if stop.load(AtomicOrdering::Relaxed) {
+                return;
+            }
+            if round % POLL_EVERY == 0 && poll() {
+                stop.store(true, AtomicOrdering::Relaxed);
+                return;
+            }
             let id = next.fetch_add(1, AtomicOrdering::Relaxed);
             if id >= end {
                 return;
             }
             let id = id as u32;
             let level = self.levels[id as usize] as usize;
-            insert(
-                &mut worker,
-                &mut scratch,
-                &self.params,
-                id,
-                self.vector(id),
-                level,
-            );
+            insert(&mut worker, scratch, &self.params, id, self.vector(id), level);
         }
     }
+}
+
+/// How often (in nodes) a build polls [`BuildControl::stop`].
+pub const POLL_EVERY: usize = 64;
+
+/// What drives [`MemGraph::build`] from outside.
+pub trait BuildControl {
+    /// Polled on the calling thread; true stops the build.
+    fn stop(&mut self) -> bool {
+        false
+    }
+    /// Runs `spawn`, which starts the worker threads (a Postgres backend blocks its signals
+    /// around it, so that its signal handlers run only on its main thread).
+    fn spawning(&mut self, spawn: &mut dyn FnMut()) {
+        spawn()
+    }
+}
+
+/// A build nothing stops.
+pub struct Unattended;
+
+impl BuildControl for Unattended {}
+
+/// Why [`MemGraph::build`] returned early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildHalt {
+    /// `BuildControl::stop` said so.
+    Stopped,
+    /// The visited sets could not be reserved.
+    OutOfMemory,
 }
 
 impl<D: Fn(&[f32], &[f32]) -> f32> GraphStore for MemGraph<D> {
@@ -1270,7 +1353,7 @@ mod tests {
         for row in rows {
             graph.push(row);
         }
-        graph.build(threads);
+        graph.build(threads, &mut Unattended).unwrap();
         graph
     }
 
@@ -1326,9 +1409,9 @@ mod tests {
 
     /// Every node reachable on layer 0 from the entry point.
     fn reachable(graph: &MemGraph<Metric>) -> HashSet<u32> {
-        let all: Vec<u32> = (0..graph.len() as u32).collect();
-        let lost: HashSet<u32> = unreachable_on_layer0(graph, &all).into_iter().collect();
-        all.into_iter().filter(|id| !lost.contains(id)).collect()
+        let mut reached = DenseVisited::new(graph.len());
+        reach_layer0(graph, &mut reached, || {});
+        (0..graph.len() as u32).filter(|&id| !reached.insert(id)).collect()
     }
 
     #[test]
@@ -1405,7 +1488,41 @@ mod tests {
         for row in &rows[1000..] {
             graph.push(row);
         }
-        graph.build(2);
+        graph.build(2, &mut Unattended).unwrap();
+        assert_eq!(reachable(&graph).len(), 3000);
+        assert!(recall(&graph, &rows, &queries, l2) >= 0.98);
+    }
+
+    /// Stops at its `polls`-th poll; counts the spawning calls.
+    struct StopAfter {
+        polls: usize,
+        spawned: usize,
+    }
+
+    impl BuildControl for StopAfter {
+        fn stop(&mut self) -> bool {
+            self.polls = self.polls.saturating_sub(1);
+            self.polls == 0
+        }
+        fn spawning(&mut self, spawn: &mut dyn FnMut()) {
+            self.spawned += 1;
+            spawn()
+        }
+    }
+
+    #[test]
+    fn stopped_build_resumes() {
+        let mut rng = SplitMix64(8);
+        let (rows, queries) = clustered(&mut rng, 3000, 50, 32, 8);
+        let mut graph = MemGraph::new(32, HnswParams::new(16, 64), l2 as Metric, 1);
+        for row in &rows {
+            graph.push(row);
+        }
+        let mut control = StopAfter { polls: 2, spawned: 0 };
+        assert_eq!(graph.build(3, &mut control), Err(BuildHalt::Stopped));
+        assert_eq!(control.spawned, 1, "workers are started inside `spawning`");
+        assert!(graph.linked > 0 && graph.linked < 3000, "stopped after {} nodes", graph.linked);
+        graph.build(3, &mut Unattended).unwrap();
         assert_eq!(reachable(&graph).len(), 3000);
         assert!(recall(&graph, &rows, &queries, l2) >= 0.98);
     }
@@ -1413,7 +1530,7 @@ mod tests {
     #[test]
     fn empty_graph() {
         let mut graph = MemGraph::new(4, HnswParams::new(16, 64), l2 as Metric, 1);
-        assert_eq!(graph.build(4), 0);
+        assert_eq!(graph.build(4, &mut Unattended), Ok(0));
         assert!(graph.is_empty() && graph.entry_point().is_none());
         assert!(knn_search(&graph, &mut SearchScratch::new(), &[0.0; 4], 10, 10).is_empty());
         let mut search = ResumableSearch::new(&[0.0; 4], ResumableOptions::new(10), HashVisited::default());
@@ -1556,18 +1673,24 @@ mod tests {
             .collect();
         let live: Vec<u32> = (0..4000).filter(|id| !deleted.contains(id)).collect();
         let params = *graph.params();
-        let stats = repair_deleted(&mut graph, &mut SearchScratch::new(), &params, &live, |id| {
-            deleted.contains(&id)
-        });
-        assert!(
-            stats.lists_rewritten > live.len() && stats.unreachable == 0,
-            "{stats:?}"
-        );
+        // As VACUUM does it: a live entry point, the lists that held deleted nodes, relinks.
+        let top = live.iter().map(|&id| (graph.level(id), id)).reduce(|a, b| if b.0 > a.0 { b } else { a });
+        graph.set_entry_point(top.map(|(level, id)| EntryPoint { id, level }));
+        let is_deleted = |id| deleted.contains(&id);
+        let mut scratch = SearchScratch::new();
+        let rewritten: usize =
+            live.iter().map(|&id| repair_node(&mut graph, &mut scratch, &params, id, &is_deleted)).sum();
+        let mut reached = DenseVisited::new(4000);
+        let (relinked, unreachable) =
+            relink_unreachable(&mut graph, &mut scratch, &params, live.iter().copied(), &mut reached, &mut || false)
+                .unwrap();
+        assert!(rewritten > live.len() && unreachable == 0, "{rewritten} {relinked} {unreachable}");
 
         let new_entry = graph.entry_point().unwrap();
         assert!(!deleted.contains(&new_entry.id));
         assert!(live.iter().all(|&id| graph.level(id) <= new_entry.level));
-        assert!(unreachable_on_layer0(&graph, &live).is_empty());
+        let reached = reachable(&graph);
+        assert!(live.iter().all(|id| reached.contains(id)));
         let mut list = Vec::new();
         for &id in &live {
             for level in 0..=graph.level(id) {
@@ -1590,7 +1713,7 @@ mod tests {
             })
             .sum();
         let r = hits as f64 / 1000.0;
-        println!("{stats:?}; recall@10 over survivors {r}");
+        println!("{rewritten} lists rewritten, {relinked} relinked; recall@10 over survivors {r}");
         assert!(r >= 0.95, "recall after repair {r}");
     }
 

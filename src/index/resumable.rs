@@ -241,7 +241,7 @@ mod tests {
         for i in 0..n {
             graph.push(&[(i % 97) as f32, (i / 97) as f32]);
         }
-        graph.build(1);
+        graph.build(1, &mut crate::index::graph::Unattended).unwrap();
         graph
     }
 

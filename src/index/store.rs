@@ -159,6 +159,10 @@ impl GraphStore for PageStore {
     fn entry_point(&self) -> Option<EntryPoint<Tid>> {
         self.meta.entry.is_valid().then_some(EntryPoint { id: self.meta.entry, level: self.meta.entry_level as usize })
     }
+
+    fn is_deleted(&self, id: Tid) -> bool {
+        self.with_element(id, |e| e.deleted).unwrap_or(true)
+    }
 }
 
 impl GraphStoreMut for PageStore {

@@ -98,7 +98,7 @@ pub(super) fn environment(library: &Path) -> Result<Environment, EmbedError> {
 }
 
 /// Runs `f` with every signal blocked on this thread, restoring the mask afterwards (also on panic).
-fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(libc::sigset_t);
     impl Drop for Restore {
         fn drop(&mut self) {
