@@ -37,12 +37,3 @@ pub extern "C-unwind" fn _PG_init() {
     embed::registry::init();
     embed::preload::init();
 }
-
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
-    }
-}

@@ -79,6 +79,18 @@ unsafe fn ensure_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys
     }
 }
 
+/// Cost-based vacuum delay (PostgreSQL 18 added an is_analyze argument).
+fn vacuum_delay_point() {
+    #[cfg(not(feature = "pg18"))]
+    unsafe {
+        pg_sys::vacuum_delay_point()
+    };
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::vacuum_delay_point(false)
+    };
+}
+
 fn block_count(index: pg_sys::Relation) -> u32 {
     unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
@@ -89,7 +101,7 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
     let mut census =
         Census { live: Vec::new(), deleted: HashSet::new(), newly_deleted: 0, live_tids: 0.0, removed_tids: 0.0 };
     for block in 1..block_count(index) {
-        unsafe { pg_sys::vacuum_delay_point() };
+        vacuum_delay_point();
         let locked = Locked::read(index, block, true);
         let mut xlog: Option<Xlog> = None;
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
