@@ -34,14 +34,14 @@ elif cargo fmt --check > "$OUT/fmt.log" 2>&1; then
 else
     failed=$((failed + 1))
     echo "FAILED: not formatted (cargo fmt):"
-    sed -n 's/^Diff in \(.*\.rs\).*/    \1/p' "$OUT/fmt.log" | sort -u
+    sed -n "s|^Diff in $PWD/\(.*\.rs\).*|    \1|p" "$OUT/fmt.log" | sort -u
 fi
 
 echo "== unit tests (cargo test)"
 # --show-output keeps what passing tests print, to find the ones that skipped.
 cargo test --release --lib "${PGRX_FEATURES[@]}" -- --show-output > "$OUT/unit.log" 2>&1
 unit_status=$?
-grep -E '^test .* \.\.\. |^test result:|^error|^SKIP|^skipped' "$OUT/unit.log" | grep -v '\.\.\. ok$'
+grep -E '^test .* \.\.\. |^test result:|^error' "$OUT/unit.log" | grep -v '\.\.\. ok$'
 read -r unit_passed unit_failed unit_ignored < <(awk '/^test result:/ { for (i = 1; i < NF; i++) {
     if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i; if ($(i + 1) ~ /^ignored/) g += $i } }
     END { print p + 0, f + 0, g + 0 }' "$OUT/unit.log")
