@@ -65,7 +65,13 @@ unsafe extern "C-unwind" fn amcostestimate(
 ) {
     unsafe {
         if (*path).indexorderbys.is_null() {
-            // Not usable without ORDER BY: make sure the planner never picks it.
+            // Not usable without ORDER BY: make sure the planner never picks it. PostgreSQL 18
+            // ranks disabled paths before costs (a seq scan under enable_seqscan = off would
+            // lose to this one), so mark it disabled twice, as pgvector does.
+            #[cfg(feature = "pg18")]
+            {
+                (*path).path.disabled_nodes = 2;
+            }
             *startup_cost = f64::MAX;
             *total_cost = f64::MAX;
             *selectivity = 0.0;
