@@ -51,8 +51,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         // returns no column values (no amcanreturn), so every row carries this all-NULL one.
         let desc = (*index).rd_att;
         let natts = (*desc).natts as usize;
-        let (values, nulls) = (vec![pg_sys::Datum::from(0usize); natts], vec![true; natts]);
-        (*scan).xs_itup = pg_sys::index_form_tuple(desc, values.as_ptr(), nulls.as_ptr());
+        let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0usize); natts], vec![true; natts]);
+        (*scan).xs_itup = pg_sys::index_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
         (*scan).xs_itupdesc = desc;
         let state = ScanState { query: None, filter: None, filter_context: child_context(c"xhnsw filter"), mode: None, pending: VecDeque::new(), batch: Vec::new() };
         // Dropped with the executor's memory context, also when the query fails.
