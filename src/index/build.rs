@@ -129,8 +129,9 @@ fn metric_of(index: pg_sys::Relation) -> Metric {
 /// Declared dimension of the indexed column, or 0.
 fn column_dims(index: pg_sys::Relation) -> usize {
     unsafe {
-        let desc = (*index).rd_att;
-        let typmod = (*(*desc).attrs.as_ptr()).atttypmod;
+        // PgTupleDesc reads attributes the way each PostgreSQL version lays them out.
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*index).rd_att);
+        let typmod = desc.get(0).map_or(-1, |attr| attr.atttypmod);
         typmod.max(0) as usize
     }
 }

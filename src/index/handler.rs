@@ -90,7 +90,13 @@ unsafe extern "C-unwind" fn amcostestimate(
     unsafe {
         if !orders_by_first_column(path) {
             // Not usable without ORDER BY, or for another ordering: make sure the planner
-            // never picks it.
+            // never picks it. PostgreSQL 18 ranks disabled paths before costs (a seq scan
+            // under enable_seqscan = off would lose to this one), so mark it disabled twice,
+            // as pgvector does.
+            #[cfg(feature = "pg18")]
+            {
+                (*path).path.disabled_nodes = 2;
+            }
             *startup_cost = DISABLED_COST;
             *total_cost = DISABLED_COST;
             *selectivity = 0.0;

@@ -113,11 +113,14 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"m".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(Options, m) as i32,
+            // PostgreSQL 18's isset_offset: 0 = not recorded.
+            ..Default::default()
         },
         pg_sys::relopt_parse_elt {
             optname: c"ef_construction".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(Options, ef_construction) as i32,
+            ..Default::default()
         },
     ];
     unsafe {

@@ -49,6 +49,14 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 ) -> pg_sys::IndexScanDesc {
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        // An index-only scan of a query that needs no column (PostgreSQL 18 plans one for
+        // count(*) over `ORDER BY emb <=> q LIMIT k`) still wants an index tuple per row. xhnsw
+        // returns no column values (no amcanreturn), so every row carries this all-NULL one.
+        let desc = (*index).rd_att;
+        let natts = (*desc).natts as usize;
+        let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0usize); natts], vec![true; natts]);
+        (*scan).xs_itup = pg_sys::index_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        (*scan).xs_itupdesc = desc;
         let state = ScanState {
             query: None,
             filter: None,

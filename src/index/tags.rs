@@ -76,11 +76,11 @@ const ARRAY_EQUAL: u16 = 4;
 impl TagColumns {
     pub fn of(index: pg_sys::Relation) -> TagColumns {
         unsafe {
-            let desc = (*index).rd_att;
-            let natts = (*desc).natts as usize;
+            let desc = pgrx::PgTupleDesc::from_pg_unchecked((*index).rd_att);
+            let natts = desc.len();
             let mut columns: Vec<Option<TagColumn>> = vec![None];
             for i in 1..natts {
-                let typid = (*(*desc).attrs.as_ptr().add(i)).atttypid;
+                let typid = desc.get(i).map_or(pg_sys::InvalidOid, |attr| attr.atttypid);
                 let collation = *(*index).rd_indcollation.add(i);
                 columns.push(tag_column(typid, collation));
             }

@@ -100,12 +100,20 @@ unsafe fn ensure_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys
     }
 }
 
-fn block_count(index: pg_sys::Relation) -> u32 {
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
+/// Cost-based vacuum delay (PostgreSQL 18 added an is_analyze argument).
+fn vacuum_delay_point() {
+    #[cfg(not(feature = "pg18"))]
+    unsafe {
+        pg_sys::vacuum_delay_point()
+    };
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::vacuum_delay_point(false)
+    };
 }
 
-fn delay_point() {
-    unsafe { pg_sys::vacuum_delay_point() };
+fn block_count(index: pg_sys::Relation) -> u32 {
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
 fn out_of_memory() -> ! {
@@ -115,7 +123,7 @@ fn out_of_memory() -> ! {
 /// Run `f` on every element of the index (a share lock on one page at a time).
 fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(Tid, &page::ElementData, pg_sys::Page)) {
     for block in 1..block_count(index) {
-        delay_point();
+        vacuum_delay_point();
         let locked = Locked::read(index, block, false);
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
         for offset in 1..=max {
@@ -156,7 +164,7 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
     };
     let mut elsewhere = Vec::new();
     for block in 1..block_count(index) {
-        delay_point();
+        vacuum_delay_point();
         let locked = Locked::read(index, block, true);
         let mut xlog: Option<Xlog> = None;
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
@@ -220,7 +228,7 @@ fn repair(index: pg_sys::Relation, census: &Census) {
     let mut elsewhere = Vec::new();
     let m = repair.store.m;
     for block in 1..block_count(index) {
-        delay_point();
+        vacuum_delay_point();
         let locked = Locked::read(index, block, false);
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
         for offset in 1..=max {
@@ -266,7 +274,7 @@ fn repair(index: pg_sys::Relation, census: &Census) {
         repair.relink_unreachable();
     }
     for &id in &census.to_unlink {
-        delay_point();
+        vacuum_delay_point();
         for level in 0..=repair.store.level(id) {
             repair.store.set_neighbours(id, level, &[]);
         }
@@ -304,7 +312,7 @@ impl<'a> Repair<'a> {
         self.store.meta = page::read_meta_of(index);
         f(self);
         unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ExclusiveLock as _) };
-        delay_point();
+        vacuum_delay_point();
     }
 
     /// A deleted entry point is replaced by the live element of the highest level.
@@ -342,7 +350,7 @@ impl<'a> Repair<'a> {
         let index = self.store.index;
         self.store.meta = page::read_meta_of(index);
         let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else { out_of_memory() };
-        reach_layer0(&self.store, &mut reached, delay_point);
+        reach_layer0(&self.store, &mut reached, vacuum_delay_point);
         let mut lost = Vec::new();
         for_each_element(index, self.store.dims, |id, element, _| {
             if !element.deleted && reached.insert(id) {
