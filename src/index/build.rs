@@ -16,7 +16,7 @@ use super::options;
 use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
 use super::tags::TagColumns;
 use crate::vector::error::VectorError;
-use crate::vector::Xvector;
+use crate::vector::half::index_elements;
 
 /// Largest dimension an index accepts: an element must fit in one page.
 pub const MAX_INDEX_DIMS: usize = 2000;
@@ -73,6 +73,7 @@ fn metric_of(index: pg_sys::Relation) -> Metric {
             "l2_distance" => Metric::L2,
             "cosine_distance" => Metric::Cosine,
             "negative_inner_product" => Metric::InnerProduct,
+            "l1_distance" => Metric::L1,
             other => error!("xhnsw: unsupported distance function \"{other}\" in operator class"),
         }
     }
@@ -178,10 +179,10 @@ unsafe extern "C-unwind" fn build_callback(
     let heap_tid = Tid::from_pg(unsafe { &*tid });
     let mut context = std::mem::replace(&mut state.tuple_context, PgMemoryContexts::CurrentMemoryContext);
     context.switch_to(|_| {
-        let vector = unsafe { Xvector::from_datum_value(*values) };
+        let vector = unsafe { index_elements(*values) };
         let extras = unsafe { extras_of(state.index, values, isnull) };
         let tag = unsafe { state.tag_columns.tag(values, isnull) };
-        add_tuple(state, heap_tid, vector.as_slice(), extras, tag);
+        add_tuple(state, heap_tid, &vector, extras, tag);
     });
     unsafe { context.reset() };
     state.tuple_context = context;

@@ -19,7 +19,7 @@ use super::page::{self, Locked, Tid};
 use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
 use std::cell::{Cell, RefCell};
-use crate::vector::Xvector;
+use crate::vector::half::index_elements;
 
 enum Mode {
     Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>),
@@ -75,8 +75,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         if count > 0 {
             let key = &*(*scan).orderByData;
             if key.sk_flags & pg_sys::SK_ISNULL as i32 == 0 {
-                let vector = Xvector::from_datum_value(key.sk_argument);
-                state.query = Some(vector.as_slice().to_vec());
+                state.query = Some(index_elements(key.sk_argument));
             }
         }
         state.mode = None;
