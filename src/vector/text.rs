@@ -217,13 +217,14 @@ fn push_float(out: &mut String, v: f32) {
     let magnitude = v.abs();
     if magnitude != 0.0 && !(1e-4..1e15).contains(&magnitude) {
         let s = format!("{v:e}");
-        // Rust writes 1e30 / 1e-30; Postgres writes 1e+30 / 1e-30.
-        match s.split_once('e') {
-            Some((mantissa, exp)) if !exp.starts_with('-') => {
-                let _ = write!(out, "{mantissa}e+{exp}");
-            }
-            _ => out.push_str(&s),
-        }
+        // Rust writes 1e30 / 1e-5; Postgres (and pgvector) write 1e+30 / 1e-05: a sign and at
+        // least two exponent digits.
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
     } else {
         let _ = write!(out, "{v}");
     }
@@ -361,6 +362,10 @@ mod tests {
     fn format_is_readable() {
         assert_eq!(format(&[1.0, 2.5, -3.0]), "[1,2.5,-3]");
         assert_eq!(format(&[1e30, 1e-30, 0.1]), "[1e+30,1e-30,0.1]");
+        assert_eq!(
+            format(&[1e-5, -6.1035156e-5, 1e15, 0.0001]),
+            "[1e-05,-6.1035156e-05,1e+15,0.0001]"
+        );
     }
 
     proptest! {
