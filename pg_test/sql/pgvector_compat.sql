@@ -58,7 +58,7 @@ SELECT '[1e-37,2]'::xvector * '[0,3]';
 SELECT '[1.,2.,3.]'::xvector, ' [ 1,  2 ,    3  ] '::xvector, E'\t[1,\n2]\r'::xvector;
 SELECT '[1.5e38,-1.5e38]'::xvector, '[1.5e-38,-1.5e-38]'::xvector;
 -- Output as float4out and pgvector write it: exponent with a sign and at least two digits.
-SELECT '[1e-5,-6.1035156e-05,1e15,0.0001,123456790000000]'::xvector;
+SELECT '[1e-5,-6.1035156e-05,1e15,0.0001,123456790000000]'::xvector, '[1234567,999999.94,100000,-1e6]'::xvector;
 -- Below the smallest float, strtof (and pgvector) give zero.
 SELECT '[1e-46,1]'::xvector, '[-1e-46,1]'::xvector, '[1e-50]'::xvector;
 SELECT pg_temp.err($$SELECT '[4e38,1]'::xvector$$);

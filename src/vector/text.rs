@@ -215,7 +215,8 @@ pub fn format_float(v: f32) -> String {
 fn push_float(out: &mut String, v: f32) {
     use std::fmt::Write;
     let magnitude = v.abs();
-    if magnitude != 0.0 && !(1e-4..1e15).contains(&magnitude) {
+    // float4out's rule: fixed notation for decimal exponents -4..=5 (FLT_DIG), else exponent.
+    if magnitude != 0.0 && !(1e-4..1e6).contains(&magnitude) {
         let s = format!("{v:e}");
         // Rust writes 1e30 / 1e-5; Postgres (and pgvector) write 1e+30 / 1e-05: a sign and at
         // least two exponent digits.
@@ -365,6 +366,10 @@ mod tests {
         assert_eq!(
             format(&[1e-5, -6.1035156e-5, 1e15, 0.0001]),
             "[1e-05,-6.1035156e-05,1e+15,0.0001]"
+        );
+        assert_eq!(
+            format(&[1234567.0, 999999.94, 100000.0, -1e6]),
+            "[1.234567e+06,999999.94,100000,-1e+06]"
         );
     }
 
