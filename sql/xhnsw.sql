@@ -40,3 +40,21 @@ CREATE OPERATOR CLASS array_ops DEFAULT FOR TYPE anyarray USING xhnsw AS
 CREATE FUNCTION xmodal.index_check(index regclass)
     RETURNS TABLE (check_name text, value bigint)
     STRICT LANGUAGE C AS 'MODULE_PATHNAME', 'index_check_wrapper';
+
+-- L1 (pgvector's vector_l1_ops) and the xhalfvec classes. The index computes in f32 and
+-- stores f32 elements for both types, so xhalfvec indexes have xvector's dimension limit.
+CREATE OPERATOR CLASS xvector_l1_ops FOR TYPE xvector USING xhnsw AS
+    OPERATOR 1 <+> (xvector, xvector) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(xvector, xvector);
+CREATE OPERATOR CLASS xhalfvec_l2_ops DEFAULT FOR TYPE xhalfvec USING xhnsw AS
+    OPERATOR 1 <-> (xhalfvec, xhalfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(xhalfvec, xhalfvec);
+CREATE OPERATOR CLASS xhalfvec_cosine_ops FOR TYPE xhalfvec USING xhnsw AS
+    OPERATOR 1 <=> (xhalfvec, xhalfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(xhalfvec, xhalfvec);
+CREATE OPERATOR CLASS xhalfvec_ip_ops FOR TYPE xhalfvec USING xhnsw AS
+    OPERATOR 1 <#> (xhalfvec, xhalfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 negative_inner_product(xhalfvec, xhalfvec);
+CREATE OPERATOR CLASS xhalfvec_l1_ops FOR TYPE xhalfvec USING xhnsw AS
+    OPERATOR 1 <+> (xhalfvec, xhalfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(xhalfvec, xhalfvec);

@@ -57,3 +57,7 @@ CREATE AGGREGATE sum(xvector) (
     SFUNC = xvector_accum, STYPE = double precision[], FINALFUNC = xvector_sum,
     COMBINEFUNC = xvector_combine, INITCOND = '{0}', PARALLEL = SAFE
 );
+
+-- pgvector's remaining xvector operators: L1 distance and concatenation.
+CREATE OPERATOR <+> (LEFTARG = xvector, RIGHTARG = xvector, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR || (LEFTARG = xvector, RIGHTARG = xvector, FUNCTION = xvector_concat);

@@ -21,7 +21,7 @@ use super::options;
 use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
 use super::tags::TagColumns;
 use crate::vector::error::VectorError;
-use crate::vector::Xvector;
+use crate::vector::half::index_elements;
 
 /// Largest dimension an index accepts: an element must fit in one page.
 pub const MAX_INDEX_DIMS: usize = 2000;
@@ -74,6 +74,7 @@ fn metric_named(name: &str) -> Option<Metric> {
         "l2_distance" => Some(Metric::L2),
         "cosine_distance" => Some(Metric::Cosine),
         "negative_inner_product" => Some(Metric::InnerProduct),
+        "l1_distance" => Some(Metric::L1),
         _ => None,
     }
 }
@@ -98,7 +99,7 @@ pub(crate) fn ordering_problem(family: pg_sys::Oid, input: pg_sys::Oid) -> Optio
         }
         let name = function_name(proc);
         if metric_named(&name).is_none() {
-            return Some(format!("xhnsw: support function 1 \"{name}\" is none of l2_distance, cosine_distance, negative_inner_product"));
+            return Some(format!("xhnsw: support function 1 \"{name}\" is none of l2_distance, cosine_distance, negative_inner_product, l1_distance"));
         }
         let operator = pg_sys::get_opfamily_member(family, input, input, 1);
         if operator == pg_sys::InvalidOid || pg_sys::get_opcode(operator) != proc {
@@ -231,10 +232,10 @@ unsafe extern "C-unwind" fn build_callback(
     let heap_tid = Tid::from_pg(unsafe { &*tid });
     let mut context = std::mem::replace(&mut state.tuple_context, PgMemoryContexts::CurrentMemoryContext);
     context.switch_to(|_| {
-        let vector = unsafe { Xvector::from_datum_value(*values) };
+        let vector = unsafe { index_elements(*values) };
         let extras = unsafe { extras_of(state.index, values, isnull) };
         let tag = unsafe { state.tag_columns.tag(values, isnull) };
-        add_tuple(state, heap_tid, vector.as_slice(), extras, tag);
+        add_tuple(state, heap_tid, &vector, extras, tag);
     });
     unsafe { context.reset() };
     state.tuple_context = context;

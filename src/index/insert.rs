@@ -12,7 +12,7 @@ use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, 
 use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
 use super::tags::TagColumns;
-use crate::vector::Xvector;
+use crate::vector::half::index_elements;
 
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
@@ -32,10 +32,10 @@ pub unsafe extern "C-unwind" fn aminsert(
         }
         let tid = Tid::from_pg(&*heap_tid);
         PgMemoryContexts::new("xhnsw insert").switch_to(|_| {
-            let vector = Xvector::from_datum_value(*values);
+            let vector = index_elements(*values);
             let extras = extras_of(index, values, isnull);
             let tag = TagColumns::of(index).tag(values, isnull);
-            insert_vector(index, tid, vector.as_slice(), &extras, tag);
+            insert_vector(index, tid, &vector, &extras, tag);
         });
     }
     false

@@ -79,6 +79,8 @@ pub enum Metric {
     Cosine = 2,
     /// `<#>`: ordered by -dot product.
     InnerProduct = 3,
+    /// `<+>`: ordered by L1 (taxicab) distance.
+    L1 = 4,
 }
 
 impl Metric {
@@ -87,6 +89,7 @@ impl Metric {
             1 => Some(Metric::L2),
             2 => Some(Metric::Cosine),
             3 => Some(Metric::InnerProduct),
+            4 => Some(Metric::L1),
             _ => None,
         }
     }
@@ -99,6 +102,7 @@ impl Metric {
             Metric::L2 => kernels::l2_squared(a, b),
             Metric::Cosine => 1.0 - kernels::dot(a, b),
             Metric::InnerProduct => -kernels::dot(a, b),
+            Metric::L1 => kernels::l1(a, b),
         }
     }
 

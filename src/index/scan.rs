@@ -19,7 +19,7 @@ use super::page::{self, Locked, Tid};
 use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
 use std::cell::{Cell, RefCell};
-use crate::vector::Xvector;
+use crate::vector::half::index_elements;
 
 enum Mode {
     Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>),
@@ -106,7 +106,7 @@ pub unsafe extern "C-unwind" fn amrescan(
             let key = (count > 0).then(|| &*(*scan).orderByData);
             let query = key
                 .filter(|key| key.sk_flags & pg_sys::SK_ISNULL as i32 == 0)
-                .map(|key| Xvector::from_datum_value(key.sk_argument).as_slice().to_vec());
+                .map(|key| index_elements(key.sk_argument));
             (filter, query)
         });
         state.filter = filter;

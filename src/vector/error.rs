@@ -1,17 +1,20 @@
 //! One error type for everything that validates user vectors, carrying the SQLSTATE it reports.
 //! Pure code returns `VectorError`; the SQL layer turns it into an ERROR with `raise`.
 
-use pgrx::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorError {
     pub code: PgSqlErrorCode,
     pub message: String,
+    /// DETAIL line, where pgvector gives one for the same error.
+    pub detail: Option<String>,
 }
 
 impl VectorError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        VectorError { code, message: message.into() }
+        VectorError { code, message: message.into(), detail: None }
     }
 
     pub fn data(message: impl Into<String>) -> Self {
@@ -33,9 +36,19 @@ impl VectorError {
         Self::data(format!("different xvector dimensions {a} and {b}"))
     }
 
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     /// Report as a Postgres ERROR (does not return).
     pub fn raise(self) -> ! {
-        pgrx::ereport!(ERROR, self.code, self.message);
+        let mut report = ErrorReport::new(self.code, self.message, "xmodal");
+        if let Some(detail) = self.detail {
+            report = report.set_detail(detail);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
     }
 }
 

@@ -25,11 +25,7 @@ fn xvector_out(vector: Xvector) -> CString {
 
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]
 fn xvector_typmod_in(modifiers: Array<&CStr>) -> i32 {
-    let dims: Vec<i32> = modifiers
-        .iter()
-        .map(|m| m.and_then(|c| c.to_str().ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(0))
-        .collect();
-    typmod_from_dims(&dims).or_raise()
+    typmod_from_dims(&super::typmod::integer_typmods(modifiers)).or_raise()
 }
 
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]

@@ -155,6 +155,23 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
     1.0 - similarity.clamp(-1.0, 1.0)
 }
 
+/// Sum of absolute differences (pgvector's `<+>`). Independent accumulators, like the other
+/// kernels, so the compiler vectorises it without reassociating floats.
+#[inline]
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut acc = [0f32; LANES];
+    let mut ca = a[..n].chunks_exact(LANES);
+    let mut cb = b[..n].chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..LANES {
+            acc[i] += (x[i] - y[i]).abs();
+        }
+    }
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x - y).abs()).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +208,18 @@ mod tests {
                 assert!(close(pab, ab, aa.max(bb)) && close(paa, aa, aa) && close(pbb, bb, bb), "{} cos", k.name);
             }
         }
+    }
+
+    #[test]
+    fn l1_matches_f64_reference() {
+        let mut state = 7u64;
+        for n in [1, 3, 31, 32, 33, 100, 1999] {
+            let a = random_vec(&mut state, n);
+            let b = random_vec(&mut state, n);
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum();
+            assert!(close(l1(&a, &b), want, want), "n={n}");
+        }
+        assert_eq!(l1(&[0.0, 0.0], &[3.0, -4.0]), 7.0);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The xvector type: storage format, text and binary I/O, validation, distance kernels,
+//! The xvector and xhalfvec types: storage format, text and binary I/O, validation, distance kernels,
 //! SQL functions, casts and aggregates.
 
 pub mod aggregate;
@@ -7,9 +7,11 @@ pub mod binary;
 pub mod datum;
 pub mod error;
 pub mod functions;
+pub mod half;
 pub mod io;
 pub mod kernels;
 pub mod text;
+pub mod typmod;
 pub mod validate;
 
 pub use datum::Xvector;
