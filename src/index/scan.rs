@@ -44,6 +44,10 @@ enum Mode {
 struct Switch {
     /// Elements the exact path would read: the directory's candidates.
     candidates: Candidates,
+    /// The graph search's cap on visited elements: once it is reached, the exact path takes
+    /// over (the search would only hand out the rest of what it found: in order among
+    /// themselves, but not the nearest of all the matches).
+    at: usize,
     /// Elements returned so far, which the exact path skips.
     returned: HashSet<Tid>,
 }
@@ -154,7 +158,10 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         }
         Mode::Graph(search, switch) => {
             state.batch.clear();
+            // Past its cap the search would only hand out the rest of what it found: switch.
+            let capped = switch.as_ref().is_some_and(|switch| search.visited() >= switch.at);
             let found = match state.filter.as_mut() {
+                _ if capped => 0,
                 None => search.next_batch(&store, |_| true, &mut state.batch),
                 Some(filter) => {
                     let filtered = FilteredStore { store: &store, filter: RefCell::new(filter), last: Cell::new(None) };
@@ -163,7 +170,7 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
             };
             if found == 0 {
                 if let Some(switch) = switch.take() {
-                    let Switch { candidates, returned } = *switch;
+                    let Switch { candidates, returned, .. } = *switch;
                     LAST_PATH.set("graph, then exact");
                     let query = state.query.as_deref().and_then(|q| store.metric.prepare(q)).expect("a graph search has a query");
                     state.mode = Some(Mode::Exact(Box::new(ExactPass::new(&query, candidates, returned))));
@@ -218,7 +225,7 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         }
         Some(FilterPlan::Graph { candidates, switch_at }) => {
             max_visited = max_visited.min(switch_at);
-            switch = Some(Box::new(Switch { candidates, returned: HashSet::new() }));
+            switch = Some(Box::new(Switch { candidates, at: max_visited, returned: HashSet::new() }));
         }
         Some(FilterPlan::GraphOnly) | None => {}
     }
