@@ -23,7 +23,8 @@ sql "CREATE TABLE fm_q_pg AS SELECT qid, emb::text::vector(784) AS v FROM fm_q"
 sql "CREATE INDEX ON fm (label); CREATE INDEX ON fm (pct); CREATE INDEX ON fm USING gin (tags)"
 sql "CREATE INDEX fm_hybrid ON fm USING xhnsw (emb, label, pct, tags)"
 sql "CREATE INDEX fm_pg_v ON fm_pg USING hnsw (v vector_l2_ops) WITH (m = 16, ef_construction = 64)"
-sql "VACUUM ANALYZE fm; VACUUM ANALYZE fm_pg"
+sql "VACUUM ANALYZE fm"
+sql "VACUUM ANALYZE fm_pg"
 
 FILTERS=("label = 3" "pct = 7" "label = 3 AND pct < 10" "pct < 10" "pct < 1" "label = 3 AND pct < 1" "tags && ARRAY[3] AND pct < 5")
 declare -A OPTS=([xmodal]="-c enable_seqscan=off -c enable_bitmapscan=off"
