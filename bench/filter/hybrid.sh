@@ -51,7 +51,7 @@ for i in "${!FILTERS[@]}"; do
         printf '\\set qid random(0, %d)\n%s;\n' $((QUERIES - 1)) "$(statement "$s" "$f" :qid)" > "$BENCH_DIR/$i-$s.sql"
     done
     PATH_OF[$i]=$(PGOPTIONS="${OPTS[xmodal]}" psql -X -q -At -c "$(statement xmodal "$f" 1)" -c "SELECT xmodal.xhnsw_last_scan_path()" | tail -1)
-    PLAN=$(sql "EXPLAIN $(statement xmodal "$f" 1)" | grep -m1 -oE "Index Scan using [a-z_]+|Bitmap Heap Scan|Seq Scan" || true)
+    PLAN=$(sql "EXPLAIN $(statement xmodal "$f" 1)" | grep -m1 -oE "(Index Scan using [a-z_]+|Bitmap Heap Scan|Seq Scan) on fm( |$)" || true)
     PATH_OF[$i]+=" / planner default: ${PLAN:-?}"
 done
 for round in $(seq "$ROUNDS"); do
