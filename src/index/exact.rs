@@ -37,26 +37,48 @@ pub struct ExactPass {
 
 impl ExactPass {
     pub fn new(query: &[f32], candidates: Candidates, skip: HashSet<Tid>) -> ExactPass {
-        ExactPass { query: query.to_vec(), candidates, skip, after: None, done: false }
+        ExactPass {
+            query: query.to_vec(),
+            candidates,
+            skip,
+            after: None,
+            done: false,
+        }
     }
 
     /// Queue the heap TIDs of the next round's matches, in distance order; false when no match
     /// is left.
-    pub fn next_round(&mut self, store: &PageStore, filter: &mut KeyFilter, out: &mut VecDeque<Tid>) -> bool {
+    pub fn next_round(
+        &mut self,
+        store: &PageStore,
+        filter: &mut KeyFilter,
+        out: &mut VecDeque<Tid>,
+    ) -> bool {
         if self.done {
             return false;
         }
-        let Self { query, candidates, skip, after, .. } = self;
+        let Self {
+            query,
+            candidates,
+            skip,
+            after,
+            ..
+        } = self;
         // The ROUND closest matches beyond `after`, furthest on top.
         let mut best: BinaryHeap<Scored<Tid>> = BinaryHeap::with_capacity(ROUND + 1);
         let mut consider = |id: Tid| {
             if skip.contains(&id) {
                 return;
             }
-            let dist = store.with_element(id, |e| (!e.deleted && filter.matches(e.extras)).then(|| store.metric.distance(query, e.vector)));
+            let dist = store.with_element(id, |e| {
+                (!e.deleted && filter.matches(e.extras))
+                    .then(|| store.metric.distance(query, e.vector))
+            });
             let Some(Some(dist)) = dist else { return };
             let s = Scored { dist, id };
-            if after.is_some_and(|a| s <= a) || best.len() == ROUND && best.peek().is_some_and(|&worst| s >= worst) {
+            if after.is_some_and(|a| s <= a)
+                || best.len() == ROUND && best.peek().is_some_and(|&worst| s >= worst)
+            {
                 return;
             }
             best.push(s);
@@ -73,9 +95,12 @@ impl ExactPass {
                     consider(id);
                 }
             }
-            Candidates::Directory(tags) => {
-                directory::for_each_matching(store.index, &store.meta, |tag| tags.may_match(tag), |ids| ids.iter().for_each(|&id| consider(id)))
-            }
+            Candidates::Directory(tags) => directory::for_each_matching(
+                store.index,
+                &store.meta,
+                |tag| tags.may_match(tag),
+                |ids| ids.iter().for_each(|&id| consider(id)),
+            ),
         }
         self.done = best.len() < ROUND;
         let ranked = best.into_sorted_vec();
