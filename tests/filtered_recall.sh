@@ -6,7 +6,11 @@
 # anti-correlated), for the post-filter path and the in-index filter path, the latter both as it
 # runs by default (1% and 0.1% answered exactly from the filter directory: recall 1; 10% is
 # above xhnsw.exact_filter_limit and searches the graph) and as a
-# graph search (xhnsw.exact_filter_limit = 0).
+# graph search (xhnsw.exact_filter_limit = 0). Then mixed clauses on an index over
+# (emb, label, pct, rank, tags) at default settings: a class plus a range, a range alone, an
+# array overlap plus a range, at 10%, 1% and 0.1%, correlated and anti-correlated (rank orders
+# the rows by distance to the class-0 centroid; pct = id * 7919 mod 100 is spread): LIMIT filled,
+# recall >= 0.95 and no xhnsw.max_scan_tuples NOTICE, with xhnsw.max_scan_tuples left alone.
 source "$(dirname "$0")/lib.sh"
 need_shared fashion-mnist
 start_cluster filtered_recall
@@ -21,10 +25,12 @@ python3 "$ROOT/bench/idx2tsv.py" "$DATA/t10k-images-idx3-ubyte.gz" --labels "$DA
 # 20 queries of class 0 (correlated with the synthetic columns) and 20 of class 1 (anti).
 sql "CREATE TABLE q AS (SELECT * FROM fm_test WHERE label = 0 ORDER BY qid LIMIT 20)
                        UNION ALL (SELECT * FROM fm_test WHERE label = 1 ORDER BY qid LIMIT 20)"
-sql "ALTER TABLE fm ADD near1 int NOT NULL DEFAULT 0, ADD near01 int NOT NULL DEFAULT 0"
+sql "ALTER TABLE fm ADD near1 int NOT NULL DEFAULT 0, ADD near01 int NOT NULL DEFAULT 0,
+                    ADD rank int, ADD pct int, ADD tags int[]"
 sql "WITH c AS (SELECT avg(emb) AS v FROM fm WHERE label = 0),
           r AS (SELECT id, row_number() OVER (ORDER BY emb <-> (SELECT v FROM c)) AS n FROM fm)
-     UPDATE fm SET near1 = (r.n <= 600)::int, near01 = (r.n <= 60)::int FROM r WHERE r.id = fm.id"
+     UPDATE fm SET near1 = (r.n <= 600)::int, near01 = (r.n <= 60)::int, rank = r.n,
+                   pct = (fm.id::bigint * 7919) % 100, tags = ARRAY[fm.id % 7, fm.id % 11] FROM r WHERE r.id = fm.id"
 sql "VACUUM ANALYZE fm"
 
 # check LABEL CONDITION QUERY_CLASS LIMIT: fewest rows returned and recall, over the queries.
@@ -71,3 +77,42 @@ MIN_RECALL=([near1 = 1]=1 [near01 = 1]=1)
 run_all "in-index (default)"
 MIN_RECALL=()
 EXTRA_OPTIONS="-c xhnsw.exact_filter_limit=0" run_all "in-index (graph)"
+
+# Mixed clauses at default settings (only the plan forced onto the index).
+# check_mixed NAME CONDITION QUERY_CLASS LIMIT
+check_mixed() {
+    local out err matching; matching=$(sql "SELECT count(*) FROM fm WHERE $2")
+    err=$(mktemp)
+    out=$(PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off" psql -X -v ON_ERROR_STOP=1 -At -c "
+        SELECT min(coalesce(cardinality(a), 0)), round(sum((SELECT count(*) FROM unnest(a) x WHERE x = ANY (e)))::numeric
+                                    / greatest(sum(cardinality(e)), 1), 3)
+        FROM q,
+        LATERAL (SELECT array_agg(id) a FROM (SELECT id FROM fm WHERE $2 ORDER BY emb <-> q.emb LIMIT $4) s) ga,
+        LATERAL (SELECT array_agg(id) e FROM (SELECT id FROM fm WHERE $2 ORDER BY (emb <-> q.emb) + 0 LIMIT $4) s) ge
+        WHERE q.label = $3" 2>"$err")
+    ! grep -q max_scan_tuples "$err" || fail "$1 LIMIT $4: $(cat "$err")"
+    rm -f "$err"
+    local rows=${out%%|*} recall=${out##*|}
+    local expect_rows=$(( matching < $4 ? matching : $4 ))
+    [ "$rows" = "$expect_rows" ] || fail "$1 LIMIT $4: $rows rows returned, $expect_rows expected"
+    assert_ge "$1 LIMIT $4 recall" "$recall" 0.95
+}
+sql "DROP INDEX fm_hybrid"
+sql "CREATE INDEX fm_mixed ON fm USING xhnsw (emb, label, pct, rank, tags)"
+sql "ANALYZE fm"
+for lim in 10 100; do
+    for class in 0 1; do
+        # class 0 queries lie near label 0 and low ranks (correlated), class 1 far (anti)
+        check_mixed "class + range 10% (q$class)" "label <= 1 AND pct < 50" $class $lim
+        check_mixed "class + range 10% anti (q$class)" "label >= 8 AND pct < 50" $class $lim
+        check_mixed "class + range 1% (q$class)" "label = 0 AND pct < 10" $class $lim
+        check_mixed "class + range 0.1% (q$class)" "label = 0 AND pct < 1" $class $lim
+        check_mixed "range 10% (q$class)" "rank <= 6000" $class $lim
+        check_mixed "range 1% (q$class)" "rank <= 600" $class $lim
+        check_mixed "range 0.1% (q$class)" "rank <= 60" $class $lim
+        check_mixed "range 1% spread (q$class)" "pct < 1" $class $lim
+        check_mixed "overlap + range 10% (q$class)" "tags && ARRAY[3] AND rank <= 27000" $class $lim
+        check_mixed "overlap + range 1% (q$class)" "tags && ARRAY[3] AND rank <= 2700" $class $lim
+        check_mixed "overlap + range 0.1% (q$class)" "tags && ARRAY[3] AND rank <= 270" $class $lim
+    done
+done

@@ -160,3 +160,60 @@ CREATE INDEX hy_items_cat ON hy_items (cat);
 CREATE INDEX hy_items_id ON hy_items (id);
 EXPLAIN (COSTS OFF) SELECT id FROM hy_items WHERE id BETWEEN 100 AND 104 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10;
 EXPLAIN (COSTS OFF) SELECT id FROM hy_items WHERE cat < 5 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10;
+
+-- 4. Mixed clauses the index checks (equality, ranges, array overlap, on any filter column), at
+-- about 10%, 1% and 0.1%, near the queries (correlated: centres 1..20) or far from all of them
+-- (anti-correlated: centres 32..39), at default settings: LIMIT is filled whenever that many rows
+-- match, recall >= 0.95, and no xhnsw.max_scan_tuples NOTICE (it would show here). price is
+-- spread over the space; pos orders the rows by centre (250 a centre).
+DROP INDEX hy_items_hybrid, hy_items_cat, hy_items_id;
+DELETE FROM hy_items WHERE id > 10000;
+ALTER TABLE hy_items ADD price int, ADD pos int;
+UPDATE hy_items SET price = (id * 7919) % 1000, pos = centre * 250 + id / 40;
+VACUUM ANALYZE hy_items;
+CREATE INDEX hy_items_mixed ON hy_items USING xhnsw (emb, centre, price, pos, tags);
+CREATE VIEW mixed_cases (label, cond) AS VALUES
+    ('category + range 10%', 'centre < 8 AND price < 500'),
+    ('category + range 10% anti', 'centre >= 32 AND price < 500'),
+    ('category + range 1%', 'centre = 3 AND price < 400'),
+    ('category + range 1% anti', 'centre = 35 AND price < 400'),
+    ('category + range 0.1%', 'centre = 3 AND price < 40'),
+    ('category + range 0.1% anti', 'centre = 35 AND price < 40'),
+    ('range 10%', 'pos < 1000'),
+    ('range 10% anti', 'pos >= 8000 AND pos < 9000'),
+    ('range 10% spread', 'price < 100'),
+    ('range 1%', 'pos BETWEEN 750 AND 849'),
+    ('range 1% anti', 'pos BETWEEN 8750 AND 8849'),
+    ('range 1% spread', 'price < 10'),
+    ('range 0.1%', 'pos BETWEEN 750 AND 759'),
+    ('range 0.1% anti', 'pos BETWEEN 8750 AND 8759'),
+    ('range 0.1% spread', 'price < 1'),
+    ('overlap + range 10%', 'tags && ARRAY[3] AND price < 450'),
+    ('overlap + range 1%', 'tags && ARRAY[3] AND pos BETWEEN 750 AND 1199'),
+    ('overlap + range 1% anti', 'tags && ARRAY[3] AND pos BETWEEN 8750 AND 9199'),
+    ('overlap + range 0.1%', 'tags && ARRAY[3] AND price < 5');
+CREATE FUNCTION matching(cond text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) FROM hy_items WHERE ' || cond INTO n;
+    RETURN n;
+END $$;
+SELECT label, lim, matching(cond) AS matching, min_rows = least(lim, matching(cond)) AS filled,
+       recall >= 0.95 AS recall_ok, path
+FROM mixed_cases, (VALUES (10), (100)) l(lim), check_filter(cond, lim);
+-- Which path the scans took (the scan chooses at its start; xmodal.xhnsw_last_scan_path()
+-- names it): the few matches of a narrow category + range are read through the directory; a
+-- selective range alone, which no tag narrows, is ranked exactly over the whole directory.
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM hy_items WHERE centre = 3 AND price < 40 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
+SELECT xmodal.xhnsw_last_scan_path();
+SELECT count(*) FROM (SELECT id FROM hy_items WHERE price < 1 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
+SELECT xmodal.xhnsw_last_scan_path();
+SELECT count(*) FROM (SELECT id FROM hy_items WHERE centre < 8 AND price < 500 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 10) s;
+SELECT xmodal.xhnsw_last_scan_path();
+-- Anti-correlated and broad: the graph search starts, and hands over to the exact path when
+-- the executor asks for more than it found within the directory's size of visits: here more
+-- than all 1,040 matching rows, which all come back.
+SELECT count(*) FROM (SELECT id FROM hy_items WHERE centre >= 32 AND price < 500 ORDER BY emb <-> (SELECT emb FROM hy_queries WHERE qid = 1) LIMIT 2000) s;
+SELECT xmodal.xhnsw_last_scan_path();
+RESET enable_seqscan;

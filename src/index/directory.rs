@@ -1,9 +1,10 @@
 //! The filter directory of an index with filter columns: a chain of pages listing every
 //! element's TID with the tag of its filter values (tags.rs), 581 to a page, the tags of a page
-//! in one array so that a scan tests them in a tight loop. A filtered scan whose filter matches
-//! few rows reads it instead of walking the graph: the tags name the elements that may match,
-//! and the scan ranks just those exactly (scan.rs). Without it a 1% filter makes the graph
-//! search visit some hundred elements for each one that matches.
+//! in one array so that a scan tests them in a tight loop. A filtered scan first counts the
+//! elements whose tags pass (a survey); when the filter matches few rows it reads just those
+//! instead of walking the graph and ranks the ones that pass every clause exactly (exact.rs,
+//! scan.rs). Without it a 1% filter makes the graph search visit some hundred elements for
+//! each one that matches.
 //!
 //! The build writes the directory after the graph's pages. An insert adds the entry of a new
 //! element in the same WAL record as the element itself, so after a crash the directory lists
@@ -159,28 +160,69 @@ impl ChainBound {
     }
 }
 
-/// The elements whose tags pass `may_match`, in TID order; None as soon as there are more
-/// than `limit` (the caller then searches the graph instead).
-pub fn matching(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, limit: usize) -> Option<Vec<Tid>> {
-    let mut found = Vec::new();
-    let mut over = false;
+/// What one pass over the directory's tags found: how many elements pass `may_match`, the
+/// first `keep` of them, and an even sample of them all (reservoir sampling), from which a scan
+/// estimates how many of them pass the whole filter.
+pub struct Survey {
+    pub count: usize,
+    pub first: Vec<Tid>,
+    pub sample: Vec<Tid>,
+}
+
+/// Count the elements whose tags pass `may_match` (a tight loop over the tags, no element is
+/// read), keeping the first `keep` and a sample of up to `sample` of them.
+pub fn survey(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, keep: usize, sample: usize) -> Survey {
+    let mut survey = Survey { count: 0, first: Vec::new(), sample: Vec::new() };
+    // A fixed-seed generator: the same directory gives the same sample, so plans repeat.
+    let mut random = 0x9e37_79b9_7f4a_7c15u64;
     for_each_page(index, meta.directory_head, |entries| {
         for (position, &tag) in entries.tags.iter().enumerate() {
-            if may_match(tag) {
-                if found.len() == limit {
-                    over = true;
-                    return ControlFlow::Break(());
+            if !may_match(tag) {
+                continue;
+            }
+            let element = entries.element(position);
+            survey.count += 1;
+            if survey.first.len() < keep {
+                survey.first.push(element);
+            }
+            if survey.sample.len() < sample {
+                survey.sample.push(element);
+            } else {
+                random ^= random << 13;
+                random ^= random >> 7;
+                random ^= random << 17;
+                let slot = (random % survey.count as u64) as usize;
+                if slot < sample {
+                    survey.sample[slot] = element;
                 }
-                found.push(entries.element(position));
             }
         }
         ControlFlow::Continue(())
     });
-    if over {
-        return None;
+    survey
+}
+
+/// Every element whose tag passes `may_match`, a directory page at a time: `visit` gets each
+/// page's elements after that page's lock is released, so it may read the elements (element
+/// pages are never locked after a directory page). Checks for interrupts after each page.
+pub fn for_each_matching(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, mut visit: impl FnMut(&[Tid])) {
+    let mut bound = ChainBound::new(index);
+    let mut block = meta.directory_head;
+    let mut chunk = Vec::with_capacity(page::directory_capacity());
+    while block != META_BLOCK {
+        if !bound.step(block) {
+            corrupt(index)
+        }
+        chunk.clear();
+        {
+            let locked = Locked::read(index, block, false);
+            let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { corrupt(index) };
+            chunk.extend(entries.tags.iter().enumerate().filter(|&(_, &tag)| may_match(tag)).map(|(position, _)| entries.element(position)));
+            block = unsafe { page::next_directory_page(locked.page()) };
+        }
+        visit(&chunk);
+        pgrx::check_for_interrupts!();
     }
-    found.sort_unstable();
-    Some(found)
 }
 
 fn block_count(index: pg_sys::Relation) -> u32 {

@@ -4,11 +4,13 @@
 //! lists included) into a predicate that the graph search checks for each element it reaches,
 //! before any heap access. Non-matching elements are still traversed, so the search stays
 //! connected however selective the filter is. The keys that tags can check (tags.rs) also
-//! give the test a scan applies to the filter directory (directory.rs).
+//! give the test a scan applies to the filter directory (directory.rs). The cost model shared
+//! by the scan's choice of path and the planner's estimate is here too.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
+use super::resumable::narrowed_ef;
 use super::tags::{TagColumns, TagFilter};
 
 /// The extra columns of one row as index-tuple bytes; empty for a single-column index.
@@ -95,9 +97,9 @@ impl KeyFilter {
         }
     }
 
-    /// Can the filter directory's tags narrow this filter down?
-    pub fn uses_tags(&self) -> bool {
-        !self.tags.is_empty()
+    /// The tag tests of the keys that tags can check (none: every tag passes).
+    pub fn tag_filter(&self) -> &TagFilter {
+        &self.tags
     }
 
     /// False when an element with this tag certainly fails the filter.
@@ -127,6 +129,14 @@ impl KeyFilter {
         unsafe { pg_sys::MemoryContextReset(*scratch) };
         result
     }
+}
+
+/// Elements a graph search visits to fill its first batch under a filter that a fraction
+/// `selectivity` of the index's `elements` pass: about 8 times the (narrowed) result set,
+/// plus a descent, divided by the selectivity; at most every element.
+pub fn expected_graph_visits(ef: usize, m: usize, elements: f64, selectivity: f64) -> f64 {
+    let ef = if selectivity < 0.5 { narrowed_ef(ef) } else { ef };
+    ((8.0 * ef as f64 + elements.max(1.0).ln() * m as f64) / selectivity.max(1.0 / elements.max(1.0))).min(elements)
 }
 
 unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {

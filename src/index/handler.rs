@@ -3,8 +3,9 @@
 
 use pgrx::prelude::*;
 
+use super::filter::expected_graph_visits;
 use super::page::directory_capacity;
-use super::resumable::narrowed_ef;
+use super::scan::SAMPLE;
 use super::tags::TagColumns;
 use super::{build, insert, options, scan, vacuum};
 
@@ -67,15 +68,17 @@ unsafe fn orders_by_first_column(path: *mut pg_sys::IndexPath) -> bool {
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
 /// `8 * ef` elements (`ef`: the first batch, see resumable.rs) plus a few per layer of the
 /// descent, divided by the selectivity of the filter-column clauses (it must reach that many
-/// more elements to find enough matching ones), at most the table and `xhnsw.max_scan_tuples`; all of it happens before the first
-/// row, so it is startup cost. Returning every row would visit every element: that is the
-/// total cost, so a query without LIMIT never prefers the index (whose scan stops at
-/// `xhnsw.max_scan_tuples`). Each visit reads one element, mostly from shared buffers (the
-/// graph's hot part stays cached): a tenth of a random page read, plus a distance.
+/// more elements to find enough matching ones), at most the table; all of it happens before
+/// the first row, so it is startup cost. Returning every row would visit every element: that
+/// is the total cost, so a query without LIMIT never prefers the index. Each visit reads one
+/// element, mostly from shared buffers (the graph's hot part stays cached): a tenth of a
+/// random page read, plus a distance.
 ///
-/// When the filter directory can check every filter clause and they match at most
-/// `xhnsw.exact_filter_limit` rows, the scan reads the directory sequentially (a tag test per
-/// element) and visits only the matches instead.
+/// With filter clauses the scan chooses its path as scan.rs does, from the same estimates: it
+/// surveys the filter directory (a tag test per element, sequential pages), then either reads
+/// the C elements whose tags pass (C: the selectivity of the clauses tags check, times the
+/// table) and ranks the matches exactly, or searches the graph, which hands over to that exact
+/// path after C visits at most.
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(
     root: *mut pg_sys::PlannerInfo,
@@ -106,8 +109,7 @@ unsafe extern "C-unwind" fn amcostestimate(
         }
         let info = (*path).indexinfo;
         let tuples = (*info).tuples.max(1.0);
-        let (m, tags_check_clauses) = index_facts((*info).indexoid, path);
-        let m = m as f64;
+        let (m, tag_clauses, clauses) = index_facts((*info).indexoid, path);
         let ef = options::EF_SEARCH.get() as usize;
         let per_visit = 0.1 * pg_sys::random_page_cost + pg_sys::cpu_index_tuple_cost + 4.0 * pg_sys::cpu_operator_cost;
 
@@ -115,32 +117,36 @@ unsafe extern "C-unwind" fn amcostestimate(
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let filter_selectivity = costs.indexSelectivity.clamp(1.0 / tuples, 1.0);
-        let matches = filter_selectivity * tuples;
-        if tags_check_clauses && matches <= options::exact_filter_limit(tuples, ef) as f64 {
-            let entries_per_page = directory_capacity() as f64;
-            let directory = (tuples / entries_per_page).ceil() * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
-            *startup_cost = directory + matches * per_visit;
-            *total_cost = tuples * per_visit;
-            *selectivity = costs.indexSelectivity;
-            *correlation = 0.0;
-            *pages = (tuples / entries_per_page).ceil() + (matches / tuples * (*info).pages as f64).ceil();
-            return;
-        }
-        // A selective filter narrows the first batch (resumable.rs).
-        let ef = (if filter_selectivity < 0.5 { narrowed_ef(ef) } else { ef }) as f64;
-        let cap = (options::MAX_SCAN_TUPLES.get() as f64).max(ef);
-        let visited = ((8.0 * ef + tuples.ln() * m) / filter_selectivity).min(tuples).min(cap);
-        *startup_cost = visited * per_visit;
-        *total_cost = tuples * per_visit;
+        let graph = expected_graph_visits(ef, m, tuples, filter_selectivity);
         *selectivity = costs.indexSelectivity;
         *correlation = 0.0;
-        *pages = (visited / tuples * (*info).pages as f64).ceil();
+        *total_cost = tuples * per_visit;
+        let limit = options::exact_filter_limit(tuples, ef) as f64;
+        if clauses == 0 || limit == 0.0 {
+            let visited = graph.min((options::MAX_SCAN_TUPLES.get() as f64).max(ef as f64));
+            *startup_cost = visited * per_visit;
+            *pages = (visited / tuples * (*info).pages as f64).ceil();
+            return;
+        }
+        let relid = (*(*info).rel).relid as i32;
+        let tag_selectivity = if tag_clauses.is_null() {
+            1.0
+        } else {
+            pg_sys::clauselist_selectivity(root, tag_clauses, relid, pg_sys::JoinType::JOIN_INNER, std::ptr::null_mut())
+        };
+        let candidates = (tag_selectivity.max(filter_selectivity) * tuples).ceil();
+        let directory_pages = (tuples / directory_capacity() as f64).ceil();
+        let survey = directory_pages * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
+        let visited = if candidates <= limit || graph >= candidates { candidates } else { graph + SAMPLE as f64 };
+        *startup_cost = survey + visited * per_visit;
+        *pages = directory_pages + (visited / tuples * (*info).pages as f64).ceil();
     }
 }
 
-/// `m` of an index, and whether the filter directory's tags can check each of the path's
-/// filter clauses (false when it has none); the planner already holds a lock on the index.
-unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize, bool) {
+/// `m` of an index, the path's filter clauses that the filter directory's tags can check (as
+/// a list of RestrictInfos, NIL for none), and how many filter clauses the path has; the
+/// planner already holds a lock on the index.
+unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize, *mut pg_sys::List, usize) {
     unsafe {
         let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
         let (m, _) = options::index_options(index);
@@ -148,22 +154,23 @@ unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize,
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let info = (*path).indexinfo;
         let clauses = (*path).indexclauses;
-        let mut checked = 0;
+        let mut tagged: *mut pg_sys::List = std::ptr::null_mut();
+        let mut count = 0;
         for i in 0..pg_sys::list_length(clauses) {
             let clause = pg_sys::list_nth(clauses, i) as *mut pg_sys::IndexClause;
             let column = (*clause).indexcol as usize;
             let quals = (*clause).indexquals;
             for j in 0..pg_sys::list_length(quals) {
                 let rinfo = pg_sys::list_nth(quals, j) as *mut pg_sys::RestrictInfo;
-                let Some(operator) = operator_of((*rinfo).clause) else { return (m, false) };
+                count += 1;
+                let Some(operator) = operator_of((*rinfo).clause) else { continue };
                 let strategy = pg_sys::get_op_opfamily_strategy(operator, *(*info).opfamily.add(column));
-                if !tags.checks(column, strategy as u16) {
-                    return (m, false);
+                if tags.checks(column, strategy as u16) {
+                    tagged = pg_sys::lappend(tagged, rinfo as *mut std::ffi::c_void);
                 }
-                checked += 1;
             }
         }
-        (m, checked > 0)
+        (m, tagged, count)
     }
 }
 

@@ -1,18 +1,27 @@
 //! Index scans for `ORDER BY emb <op> query LIMIT k`: descend from the entry point, then a
 //! resumable layer-0 search hands out results in (near) distance order, batch by batch, for
 //! as long as the executor keeps asking (rows removed by a WHERE clause), up to
-//! `xhnsw.max_scan_tuples` visited elements. A filter that matches few elements (at most
-//! `xhnsw.exact_filter_limit`) is answered from the filter directory instead: its matches are
-//! ranked exactly, with no graph search at all. A NULL query (or a zero query under cosine,
+//! `xhnsw.max_scan_tuples` visited elements. A NULL query (or a zero query under cosine,
 //! whose distances are all NaN) returns every indexed row in physical order, as a plain scan
 //! would.
+//!
+//! Under WHERE clauses on filter columns the scan picks one of two paths (`plan_filtered`),
+//! from a survey of the filter directory: how many elements the tags let through (C), and how
+//! many of a sample of them pass every clause. Exact (exact.rs): read the C candidates, check
+//! every clause, rank the matches by true distance; chosen when C is at most
+//! `xhnsw.exact_filter_limit` or when the graph search is expected to visit more than C
+//! elements. Graph: the filtered graph search, which switches to the exact path (skipping what
+//! it already returned) once it has visited C elements (or `xhnsw.max_scan_tuples`) and the
+//! executor still wants rows; so every matching row is returned whenever the executor asks
+//! for it, and the visited cap never cuts a filtered scan short.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use super::directory;
-use super::filter::{child_context, KeyFilter};
+use super::exact::{Candidates, ExactPass};
+use super::filter::{child_context, expected_graph_visits, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{self, Locked, Tid};
@@ -22,10 +31,25 @@ use std::cell::{Cell, RefCell};
 use crate::vector::half::index_elements;
 
 enum Mode {
-    Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>),
+    /// The graph search; with a filter served by a directory, its switch to the exact path.
+    Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>, Option<Box<Switch>>),
+    /// A filter's matches, ranked exactly.
+    Exact(Box<ExactPass>),
     /// Physical order from this block on.
     Sequential(u32),
     Done,
+}
+
+/// When a filtered graph search hands over to the exact path.
+struct Switch {
+    /// Elements the exact path would read: the directory's candidates.
+    candidates: Candidates,
+    /// The graph search's cap on visited elements: once it is reached, the exact path takes
+    /// over (the search would only hand out the rest of what it found: in order among
+    /// themselves, but not the nearest of all the matches).
+    at: usize,
+    /// Elements returned so far, which the exact path skips.
+    returned: HashSet<Tid>,
 }
 
 struct ScanState {
@@ -145,10 +169,7 @@ pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     let store = PageStore::open(index);
     if state.mode.is_none() {
-        state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut(), &mut state.pending));
-        if !state.pending.is_empty() {
-            return true;
-        }
+        state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut()));
     }
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
@@ -162,9 +183,20 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
             *block += 1;
             true
         }
-        Mode::Graph(search) => {
+        Mode::Exact(pass) => {
+            let filter = state.filter.as_mut().expect("the exact path has a filter");
+            if pass.next_round(&store, filter, &mut state.pending) {
+                return true;
+            }
+            state.mode = Some(Mode::Done);
+            false
+        }
+        Mode::Graph(search, switch) => {
             state.batch.clear();
+            // Past its cap the search would only hand out the rest of what it found: switch.
+            let capped = switch.as_ref().is_some_and(|switch| search.visited() >= switch.at);
             let found = match state.filter.as_mut() {
+                _ if capped => 0,
                 None => search.next_batch(&store, |_| true, &mut state.batch),
                 Some(filter) => {
                     let filtered = FilteredStore { store: &store, filter: RefCell::new(filter), last: Cell::new(None) };
@@ -172,6 +204,13 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                 }
             };
             if found == 0 {
+                if let Some(switch) = switch.take() {
+                    let Switch { candidates, returned, .. } = *switch;
+                    LAST_PATH.set("graph, then exact");
+                    let query = state.query.as_deref().and_then(|q| store.metric.prepare(q)).expect("a graph search has a query");
+                    state.mode = Some(Mode::Exact(Box::new(ExactPass::new(&query, candidates, returned))));
+                    return true;
+                }
                 let limit = MAX_SCAN_TUPLES.get() as usize;
                 if search.visited() >= limit {
                     notice!("xhnsw scan stopped after visiting {limit} index elements (xhnsw.max_scan_tuples); fewer rows than asked for may be returned");
@@ -180,6 +219,9 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                 return false;
             }
             for s in &state.batch {
+                if let Some(switch) = switch.as_mut() {
+                    switch.returned.insert(s.id);
+                }
                 if let Some(info) = store.element_info(s.id) {
                     if !info.deleted {
                         state.pending.extend(info.heap_tids);
@@ -191,49 +233,81 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     }
 }
 
-/// How the scan will run; when the filter's matches are ranked exactly, they are all queued in
-/// `pending` right away and the scan is Done after them.
-fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter>, pending: &mut VecDeque<Tid>) -> Mode {
-    let Some(query) = query else { return Mode::Sequential(1) };
+thread_local! {
+    /// The path the latest xhnsw scan of this backend took (see `xmodal.xhnsw_last_scan_path`).
+    static LAST_PATH: Cell<&'static str> = const { Cell::new("none") };
+}
+
+/// How the scan will run.
+fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter>) -> Mode {
+    let Some(query) = query else {
+        LAST_PATH.set("sequential");
+        return Mode::Sequential(1);
+    };
     if store.dims != 0 && query.len() != store.dims {
         crate::vector::error::VectorError::dimension_mismatch(store.dims, query.len()).raise();
     }
-    let Some(prepared) = store.metric.prepare(query) else { return Mode::Sequential(1) };
-    if let Some(ranked) = filter.and_then(|filter| rank_exactly(store, &prepared, filter)) {
-        pending.extend(ranked);
-        return Mode::Done;
+    let Some(prepared) = store.metric.prepare(query) else {
+        LAST_PATH.set("sequential");
+        return Mode::Sequential(1);
+    };
+    let mut max_visited = MAX_SCAN_TUPLES.get() as usize;
+    let mut switch = None;
+    match filter.map(|filter| plan_filtered(store, filter)) {
+        Some(FilterPlan::Exact(candidates)) => {
+            LAST_PATH.set(if matches!(candidates, Candidates::Listed(_)) { "directory" } else { "exact" });
+            return Mode::Exact(Box::new(ExactPass::new(&prepared, candidates, HashSet::new())));
+        }
+        Some(FilterPlan::Graph { candidates, switch_at }) => {
+            max_visited = max_visited.min(switch_at);
+            switch = Some(Box::new(Switch { candidates, at: max_visited, returned: HashSet::new() }));
+        }
+        Some(FilterPlan::GraphOnly) | None => {}
     }
+    LAST_PATH.set("graph");
     let options = ResumableOptions {
-        max_visited: MAX_SCAN_TUPLES.get() as usize,
+        max_visited,
         strict: STRICT_ORDER.get(),
         ..ResumableOptions::new(EF_SEARCH.get() as usize)
     };
-    Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())))
+    Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())), switch)
 }
 
-/// A selective filter's matches in exact distance order (their heap TIDs): the elements whose
-/// tags pass, found in the filter directory, each read, checked against the filter and
-/// measured. None when the index has no directory, tags cannot narrow this filter, or more than
-/// `xhnsw.exact_filter_limit` elements may match (then the graph search costs less).
-fn rank_exactly(store: &PageStore, query: &[f32], filter: &mut KeyFilter) -> Option<Vec<Tid>> {
-    if !filter.uses_tags() || !store.meta.has_directory(store.index) {
-        return None;
+/// The path of a filtered scan (see the module comment).
+enum FilterPlan {
+    Exact(Candidates),
+    /// The graph search, handing over to the exact path after `switch_at` visited elements.
+    Graph { candidates: Candidates, switch_at: usize },
+    /// No directory (or `xhnsw.exact_filter_limit = 0`): the graph search alone.
+    GraphOnly,
+}
+
+/// Elements of the candidates read to estimate how many pass the whole filter.
+pub const SAMPLE: usize = 256;
+
+fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
+    if !store.meta.has_directory(store.index) {
+        return FilterPlan::GraphOnly;
     }
-    let limit = exact_filter_limit(store.meta.elements as f64, EF_SEARCH.get() as usize);
+    let ef = EF_SEARCH.get() as usize;
+    let elements = store.meta.elements as f64;
+    let limit = exact_filter_limit(elements, ef);
     if limit == 0 {
-        return None;
+        return FilterPlan::GraphOnly;
     }
-    let candidates = directory::matching(store.index, &store.meta, |tag| filter.may_match(tag), limit)?;
-    let mut ranked: Vec<(f32, Vec<Tid>)> = Vec::with_capacity(candidates.len());
-    for id in candidates {
-        store.with_element(id, |e| {
-            if !e.deleted && filter.matches(e.extras) {
-                ranked.push((store.metric.distance(query, e.vector), e.heap_tids.clone()));
-            }
-        });
+    let tags = filter.tag_filter().clone();
+    let survey = directory::survey(store.index, &store.meta, |tag| tags.may_match(tag), limit + 1, SAMPLE);
+    if survey.count <= limit {
+        return FilterPlan::Exact(Candidates::Listed(survey.first));
     }
-    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Some(ranked.into_iter().flat_map(|(_, tids)| tids).collect())
+    let passed = survey.sample.iter().filter(|&&id| store.with_element(id, |e| !e.deleted && filter.matches(e.extras)) == Some(true)).count();
+    let matches = survey.count as f64 * passed as f64 / survey.sample.len().max(1) as f64;
+    let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
+    let candidates = Candidates::Directory(tags);
+    if graph >= survey.count as f64 {
+        return FilterPlan::Exact(candidates);
+    }
+    FilterPlan::Graph { candidates, switch_at: survey.count }
 }
 
 /// Heap TIDs of every live element on one page that passes the filter.
@@ -300,5 +374,20 @@ impl GraphStore for FilteredStore<'_> {
 
     fn entry_point(&self) -> Option<EntryPoint<Tid>> {
         self.store.entry_point()
+    }
+}
+
+#[pg_schema]
+mod xmodal {
+    use pgrx::prelude::*;
+
+    /// The path the latest xhnsw index scan of this session took: `directory` (a selective
+    /// filter's candidates listed by the filter directory, ranked exactly), `exact` (every
+    /// element the directory's tags let through read and ranked exactly), `graph`, `graph,
+    /// then exact` (the graph search handed over to the exact path), `sequential` (NULL
+    /// query), or `none`. EXPLAIN cannot show it: the scan chooses when it starts.
+    #[pg_extern(volatile, parallel_restricted)]
+    fn xhnsw_last_scan_path() -> &'static str {
+        super::LAST_PATH.get()
     }
 }

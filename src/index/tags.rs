@@ -7,8 +7,8 @@
 //! the other values; an array column's share is a Bloom filter of its elements (two bits
 //! each), for `&&`, `@>` and `=`. Values are hashed by their bytes, so only types whose
 //! equality is byte equality are tagged: integers, dates, timestamps, and text under a
-//! deterministic collation. Range clauses (`<`, `>=` ...) and `<@` give no tag test: the scan
-//! then learns nothing from the directory and searches the graph.
+//! deterministic collation. Range clauses (`<`, `>=` ...) and `<@` give no tag test: every
+//! tag passes them, and the scan checks them on the elements it reads (filter.rs).
 
 use pgrx::pg_sys;
 
@@ -146,6 +146,7 @@ impl TagColumns {
 }
 
 /// A scan's tag tests, ready to run over every tag of the directory.
+#[derive(Clone)]
 pub struct TagFilter {
     /// All the tests as one (mask, expected) pair, when each has a single alternative on bits
     /// of its own (the common case: equality on one value per column).
@@ -163,11 +164,6 @@ impl TagFilter {
             };
         }
         TagFilter { single, tests }
-    }
-
-    /// True when no test applies (the directory cannot narrow the filter down).
-    pub fn is_empty(&self) -> bool {
-        self.tests.is_empty()
     }
 
     /// False when an element with this tag certainly fails the filter.
