@@ -18,14 +18,14 @@ use super::pipeline::cache::ResultCache;
 use super::pipeline::error::EmbedError;
 use super::pipeline::model::ModelConfig;
 use super::pipeline::preprocess::{preprocess, PreprocessConfig};
-use super::registry::{self, Entry};
-use super::report::{raise, raise_embed, OrRaise};
 use super::pipeline::runtime::Placement;
 use super::pipeline::session::{ImageEncoder, TextEncoder};
-use super::settings::{self, DeviceSetting};
 use super::pipeline::stats::{Counters, Stats};
 use super::pipeline::tokenize::{self, TokenizedText};
+use super::registry::{self, Entry};
+use super::report::{raise, raise_embed, OrRaise};
 use super::service;
+use super::settings::{self, DeviceSetting};
 use super::Modality;
 
 /// A model as this backend knows it.
@@ -103,13 +103,18 @@ impl Tower for TextEncoder {
         &mut loaded.text_input
     }
     fn preparer(config: &ModelConfig) -> Result<(), EmbedError> {
-        config.text.as_ref().map(|_| ()).ok_or(EmbedError::NoTower("text"))
+        config
+            .text
+            .as_ref()
+            .map(|_| ())
+            .ok_or(EmbedError::NoTower("text"))
     }
     /// The text's length (u32) and UTF-8 bytes: only the prefix that is embedded, as in
     /// backend mode, so a long text is truncated rather than refused for its size.
     fn serialize(_: &(), input: &str, out: &mut Vec<u8>) -> Result<(), EmbedError> {
         let input = tokenize::prefix(input, tokenize::MAX_TEXT_BYTES);
-        let len = u32::try_from(input.len()).map_err(|_| EmbedError::Inference("text too long".into()))?;
+        let len = u32::try_from(input.len())
+            .map_err(|_| EmbedError::Inference("text too long".into()))?;
         out.extend_from_slice(&len.to_ne_bytes());
         out.extend_from_slice(input.as_bytes());
         Ok(())

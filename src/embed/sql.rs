@@ -8,11 +8,11 @@
 
 use pgrx::callconv::{BoxRet, FcInfo};
 use pgrx::datum::Datum;
+use pgrx::datum::UnboxDatum;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
 use pgrx::prelude::*;
-use pgrx::datum::UnboxDatum;
 use pgrx::PgSqlErrorCode::ERRCODE_ARRAY_ELEMENT_ERROR;
 
 use super::encoders;

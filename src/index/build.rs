@@ -84,7 +84,9 @@ fn function_name(proc: pg_sys::Oid) -> String {
     if name.is_null() {
         return String::new();
     }
-    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What is wrong with the ordering of an operator family for type `input`; None when
@@ -121,7 +123,11 @@ fn metric_of(index: pg_sys::Relation) -> Metric {
             );
         }
         if let Some(problem) = ordering_problem(*(*index).rd_opfamily, *(*index).rd_opcintype) {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, problem);
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                problem
+            );
         }
         metric_named(&function_name(proc)).expect("ordering_problem checks the name")
     }
@@ -208,7 +214,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         flush(&mut state);
     }
     unsafe {
-        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+            as *mut pg_sys::IndexBuildResult;
         (*result).heap_tuples = state.heap_tuples;
         (*result).index_tuples = state.index_tuples;
         result
@@ -230,7 +237,10 @@ unsafe extern "C-unwind" fn build_callback(
         return;
     }
     let heap_tid = Tid::from_pg(unsafe { &*tid });
-    let mut context = std::mem::replace(&mut state.tuple_context, PgMemoryContexts::CurrentMemoryContext);
+    let mut context = std::mem::replace(
+        &mut state.tuple_context,
+        PgMemoryContexts::CurrentMemoryContext,
+    );
     context.switch_to(|_| {
         let vector = unsafe { index_elements(*values) };
         let extras = unsafe { extras_of(state.index, values, isnull) };
@@ -239,7 +249,10 @@ unsafe extern "C-unwind" fn build_callback(
     });
     unsafe { context.reset() };
     state.tuple_context = context;
-    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, state.heap_tuples as i64);
+    progress(
+        pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+        state.heap_tuples as i64,
+    );
 }
 
 fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>, tag: u64) {
@@ -248,7 +261,9 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         state.index_tuples += 1.0;
         return;
     }
-    let Some(vector) = state.metric.prepare(raw) else { return };
+    let Some(vector) = state.metric.prepare(raw) else {
+        return;
+    };
     if state.dims == 0 {
         check_index_dims(vector.len());
         state.dims = vector.len();
@@ -270,11 +285,17 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         && state.extras.try_reserve(1).is_ok()
         && state.tags.try_reserve(1).is_ok()
         && state.by_hash.try_reserve(1).is_ok();
-    let Some(id) = graph.try_push(&vector).ok().filter(|_| reserved) else { out_of_memory() };
+    let Some(id) = graph.try_push(&vector).ok().filter(|_| reserved) else {
+        out_of_memory()
+    };
     state.heap_tids.push(vec![heap_tid]);
     state.extras.push(extras);
     state.tags.push(tag);
-    state.by_hash.entry(hash_bits(&vector)).or_default().push(id);
+    state
+        .by_hash
+        .entry(hash_bits(&vector))
+        .or_default()
+        .push(id);
 
     if graph_memory(state) > state.memory_limit {
         notice!(
@@ -297,11 +318,16 @@ fn hash_bits(v: &[f32]) -> u64 {
 
 /// Equal vectors with equal filter values share one element (up to MAX_HEAP_TIDS heap TIDs).
 fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32], extras: &[u8]) -> bool {
-    let (Some(graph), Some(candidates)) = (&state.graph, state.by_hash.get(&hash_bits(vector))) else {
+    let (Some(graph), Some(candidates)) = (&state.graph, state.by_hash.get(&hash_bits(vector)))
+    else {
         return false;
     };
     for &id in candidates {
-        let same = graph.vector(id).iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = graph
+            .vector(id)
+            .iter()
+            .zip(vector)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
         let tids = &mut state.heap_tids[id as usize];
         if same && state.extras[id as usize] == extras && tids.len() < MAX_HEAP_TIDS {
             tids.push(heap_tid);
@@ -333,8 +359,10 @@ fn out_of_memory() -> ! {
 }
 
 fn build_threads() -> usize {
-    unsafe { pg_sys::max_parallel_maintenance_workers + 1 }
-        .clamp(1, std::thread::available_parallelism().map_or(1, |n| n.get() as i32)) as usize
+    unsafe { pg_sys::max_parallel_maintenance_workers + 1 }.clamp(
+        1,
+        std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
+    ) as usize
 }
 
 /// The backend's side of a graph build: interrupts stop it, worker threads start with every
@@ -395,7 +423,9 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let usable = page::page_usable_space();
     // First pass: addresses. Items are appended in order, so offsets are predictable.
     let (mut element_tid, mut neighbour_tid) = (Vec::new(), Vec::new());
-    if element_tid.try_reserve_exact(n as usize).is_err() || neighbour_tid.try_reserve_exact(n as usize).is_err() {
+    if element_tid.try_reserve_exact(n as usize).is_err()
+        || neighbour_tid.try_reserve_exact(n as usize).is_err()
+    {
         out_of_memory();
     }
     let (mut block, mut offset, mut used) = (1u32, 0u16, 0usize);
@@ -410,7 +440,10 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         Tid { block, offset }
     };
     for id in 0..n {
-        element_tid.push(place(page::element_size(state.dims, state.extras[id as usize].len())));
+        element_tid.push(place(page::element_size(
+            state.dims,
+            state.extras[id as usize].len(),
+        )));
         neighbour_tid.push(place(page::neighbour_size(state.m, graph.level(id))));
     }
     // Second pass: fill pages in block order.
@@ -451,7 +484,11 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     drop(current);
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
     let directory = if page::has_filter_columns(state.index) {
-        directory::write_built(state.index, last_block + 1, element_tid.iter().copied().zip(state.tags.iter().copied()))
+        directory::write_built(
+            state.index,
+            last_block + 1,
+            element_tid.iter().copied().zip(state.tags.iter().copied()),
+        )
     } else {
         (META_BLOCK, META_BLOCK)
     };
@@ -461,7 +498,10 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
 fn new_page(index: pg_sys::Relation, expected: u32) -> Locked {
     let locked = Locked::extend(index);
     if locked.block() != expected {
-        error!("xhnsw: build expected block {expected}, got {}", locked.block());
+        error!(
+            "xhnsw: build expected block {expected}, got {}",
+            locked.block()
+        );
     }
     page::init_page(locked.page());
     unsafe { pg_sys::MarkBufferDirty(locked.buffer) };
@@ -515,8 +555,10 @@ fn write_metapage(index: pg_sys::Relation, meta: &MetaPage) {
 /// Full-page WAL images of every page written so far (the build itself is not logged).
 fn log_all_pages(index: pg_sys::Relation) {
     unsafe {
-        if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
-            let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+        {
+            let blocks =
+                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
             pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true);
         }
     }

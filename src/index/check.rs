@@ -37,13 +37,25 @@ impl Elements {
     /// Dense id of the element at `tid`, if there is one.
     fn id(&self, tid: Tid) -> Option<usize> {
         let block = tid.block as usize;
-        let (start, end) = (*self.block_start.get(block)? as usize, *self.block_start.get(block + 1)? as usize);
-        self.offsets[start..end].binary_search(&tid.offset).ok().map(|i| start + i)
+        let (start, end) = (
+            *self.block_start.get(block)? as usize,
+            *self.block_start.get(block + 1)? as usize,
+        );
+        self.offsets[start..end]
+            .binary_search(&tid.offset)
+            .ok()
+            .map(|i| start + i)
     }
 
     fn tid(&self, id: usize) -> Tid {
-        let block = self.block_start.partition_point(|&start| start as usize <= id) - 1;
-        Tid { block: block as u32, offset: self.offsets[id] }
+        let block = self
+            .block_start
+            .partition_point(|&start| start as usize <= id)
+            - 1;
+        Tid {
+            block: block as u32,
+            offset: self.offsets[id],
+        }
     }
 
     fn level(&self, id: usize) -> usize {
@@ -81,7 +93,11 @@ impl Bitmap {
 /// Grow `v` for `more` items, or ERROR 53200 instead of aborting the backend.
 fn reserve<T>(v: &mut Vec<T>, more: usize) {
     if v.try_reserve(more).is_err() {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY, "xhnsw: out of memory checking the index");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+            "xhnsw: out of memory checking the index"
+        );
     }
 }
 
@@ -90,12 +106,18 @@ fn block_count(index: pg_sys::Relation) -> u32 {
 }
 
 /// Visit every element in physical order, each page under a share lock.
-fn for_each_element(index: pg_sys::Relation, dims: usize, mut visit: impl FnMut(Tid, &page::ElementData)) {
+fn for_each_element(
+    index: pg_sys::Relation,
+    dims: usize,
+    mut visit: impl FnMut(Tid, &page::ElementData),
+) {
     for block in 1..block_count(index) {
         pgrx::check_for_interrupts!();
         let locked = Locked::read(index, block, false);
         for offset in 1..=unsafe { page::page_max_offset(locked.page()) } {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else { continue };
+            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
+                continue;
+            };
             if !page::is_element(item) {
                 continue;
             }
@@ -121,7 +143,14 @@ pub(crate) fn live_heap_tids(index: pg_sys::Relation) -> f64 {
 
 /// The layer lists of element `tid`; None when its neighbour item is missing, outside the
 /// relation or not a neighbour item.
-fn with_lists(index: pg_sys::Relation, m: usize, dims: usize, tid: Tid, blocks: u32, mut f: impl FnMut(usize, &[Tid])) -> Option<()> {
+fn with_lists(
+    index: pg_sys::Relation,
+    m: usize,
+    dims: usize,
+    tid: Tid,
+    blocks: u32,
+    mut f: impl FnMut(usize, &[Tid]),
+) -> Option<()> {
     let (level, neighbour_tid) = {
         let locked = Locked::read(index, tid.block, false);
         let item = unsafe { page::item_ptr(locked.page(), tid.offset) }?;
@@ -132,7 +161,8 @@ fn with_lists(index: pg_sys::Relation, m: usize, dims: usize, tid: Tid, blocks: 
         return None;
     }
     let locked = Locked::read(index, neighbour_tid.block, false);
-    let item = unsafe { page::item_ptr(locked.page(), neighbour_tid.offset) }.filter(|&item| !page::is_element(item))?;
+    let item = unsafe { page::item_ptr(locked.page(), neighbour_tid.offset) }
+        .filter(|&item| !page::is_element(item))?;
     let mut list = Vec::new();
     for layer in 0..=level {
         unsafe { page::read_neighbours(item, m, layer, &mut list) };
@@ -148,7 +178,11 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     let blocks = block_count(index);
 
     // Pass 1: the elements, in physical order.
-    let mut elements = Elements { block_start: Vec::new(), offsets: Vec::new(), info: Vec::new() };
+    let mut elements = Elements {
+        block_start: Vec::new(),
+        offsets: Vec::new(),
+        info: Vec::new(),
+    };
     reserve(&mut elements.block_start, blocks as usize + 1);
     elements.block_start.extend([0, 0]); // the metapage holds none
     let mut heap_tids = 0i64;
@@ -161,7 +195,9 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         reserve(&mut elements.offsets, 1);
         reserve(&mut elements.info, 1);
         elements.offsets.push(tid.offset);
-        elements.info.push(e.level.min(127) as u8 | if e.deleted { DELETED } else { 0 });
+        elements
+            .info
+            .push(e.level.min(127) as u8 | if e.deleted { DELETED } else { 0 });
         heap_tids += e.heap_tids.len() as i64;
     });
     while elements.block_start.len() < blocks.max(1) as usize + 1 {
@@ -171,7 +207,8 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     let live = (0..count).filter(|&id| !elements.deleted(id)).count() as i64;
 
     // Pass 2: every live element's links.
-    let (mut bad_links, mut links_to_deleted, mut level_violations, mut bad_neighbour_items) = (0i64, 0i64, 0i64, 0i64);
+    let (mut bad_links, mut links_to_deleted, mut level_violations, mut bad_neighbour_items) =
+        (0i64, 0i64, 0i64, 0i64);
     for id in 0..count {
         if id % 1000 == 0 {
             pgrx::check_for_interrupts!();
@@ -200,8 +237,14 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         Some(e) if !elements.deleted(e) && elements.level(e) == meta.entry_level as usize => 0,
         _ => 1,
     };
-    let directory_mismatches = if meta.has_directory(index) { directory_mismatches(index, meta.directory_head, &elements) } else { 0 };
-    let reached = entry.map_or(0, |entry| reachable(index, m, dims, blocks, entry, &elements));
+    let directory_mismatches = if meta.has_directory(index) {
+        directory_mismatches(index, meta.directory_head, &elements)
+    } else {
+        0
+    };
+    let reached = entry.map_or(0, |entry| {
+        reachable(index, m, dims, blocks, entry, &elements)
+    });
     let unreachable = if live == 0 { 0 } else { live - reached as i64 };
     vec![
         ("elements".into(), count as i64),
@@ -235,7 +278,14 @@ fn directory_mismatches(index: pg_sys::Relation, head: u32, elements: &Elements)
 }
 
 /// Live elements reached on layer 0 from the entry point (deleted ones are not crossed).
-fn reachable(index: pg_sys::Relation, m: usize, dims: usize, blocks: u32, entry: usize, elements: &Elements) -> usize {
+fn reachable(
+    index: pg_sys::Relation,
+    m: usize,
+    dims: usize,
+    blocks: u32,
+    entry: usize,
+    elements: &Elements,
+) -> usize {
     if elements.deleted(entry) {
         return 0;
     }
@@ -249,21 +299,34 @@ fn reachable(index: pg_sys::Relation, m: usize, dims: usize, blocks: u32, entry:
         if visits % 1000 == 0 {
             pgrx::check_for_interrupts!();
         }
-        with_lists(index, m, dims, elements.tid(id as usize), blocks, |layer, list| {
-            if layer != 0 {
-                return;
-            }
-            for &n in list {
-                if let Some(next) = elements.id(n).filter(|&next| !elements.deleted(next)) {
-                    if seen.insert(next) {
-                        if queue.len() == queue.capacity() && queue.try_reserve(queue.len().max(64)).is_err() {
-                            ereport!(ERROR, PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY, "xhnsw: out of memory checking the index");
+        with_lists(
+            index,
+            m,
+            dims,
+            elements.tid(id as usize),
+            blocks,
+            |layer, list| {
+                if layer != 0 {
+                    return;
+                }
+                for &n in list {
+                    if let Some(next) = elements.id(n).filter(|&next| !elements.deleted(next)) {
+                        if seen.insert(next) {
+                            if queue.len() == queue.capacity()
+                                && queue.try_reserve(queue.len().max(64)).is_err()
+                            {
+                                ereport!(
+                                    ERROR,
+                                    PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                                    "xhnsw: out of memory checking the index"
+                                );
+                            }
+                            queue.push_back(next as u32);
                         }
-                        queue.push_back(next as u32);
                     }
                 }
-            }
-        });
+            },
+        );
     }
     seen.count()
 }
@@ -275,17 +338,35 @@ fn reachable(index: pg_sys::Relation, m: usize, dims: usize, blocks: u32, entry:
 fn open_for_check(oid: pg_sys::Oid) -> pg_sys::Relation {
     let check_kind = |relkind: std::ffi::c_char, relam: pg_sys::Oid| {
         let am_name = unsafe { pg_sys::get_am_name(relam) };
-        let is_xhnsw = !am_name.is_null() && unsafe { std::ffi::CStr::from_ptr(am_name) } == c"xhnsw";
+        let is_xhnsw =
+            !am_name.is_null() && unsafe { std::ffi::CStr::from_ptr(am_name) } == c"xhnsw";
         if relkind != pg_sys::RELKIND_INDEX as std::ffi::c_char || !is_xhnsw {
             let name = unsafe { pg_sys::get_rel_name(oid) };
-            let name = if name.is_null() { oid.to_u32().to_string() } else { unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned() };
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{name}\" is not an xhnsw index"));
+            let name = if name.is_null() {
+                oid.to_u32().to_string()
+            } else {
+                unsafe { std::ffi::CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{name}\" is not an xhnsw index")
+            );
         }
     };
     unsafe {
-        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as _, pg_sys::Datum::from(oid));
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(oid),
+        );
         if tuple.is_null() {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("relation with OID {} does not exist", oid.to_u32()));
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", oid.to_u32())
+            );
         }
         let class = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
         let (relkind, relam) = ((*class).relkind, (*class).relam);
@@ -294,11 +375,19 @@ fn open_for_check(oid: pg_sys::Oid) -> pg_sys::Relation {
         let table = pg_sys::IndexGetRelation(oid, true);
         if table == pg_sys::InvalidOid || !owns(table) {
             let name = pg_sys::get_rel_name(table);
-            let name = if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
+            let name = if name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
+            };
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("permission denied: xmodal.index_check needs ownership of table \"{name}\"")
+                format!(
+                    "permission denied: xmodal.index_check needs ownership of table \"{name}\""
+                )
             );
         }
         let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
@@ -317,7 +406,8 @@ fn owns(table: pg_sys::Oid) -> bool {
         #[cfg(not(feature = "pg15"))]
         let owner = pg_sys::object_ownercheck(pg_sys::RelationRelationId, table, user);
         #[cfg(not(any(feature = "pg15", feature = "pg16")))]
-        let owner = owner || pg_sys::has_privs_of_role(user, pg_sys::Oid::from(pg_sys::ROLE_PG_MAINTAIN));
+        let owner =
+            owner || pg_sys::has_privs_of_role(user, pg_sys::Oid::from(pg_sys::ROLE_PG_MAINTAIN));
         owner
     }
 }
@@ -330,7 +420,9 @@ mod xmodal {
     /// (its argument is a regclass, read as an OID so that nothing opens the relation before
     /// the checks).
     #[pg_extern(sql = false, strict)]
-    fn index_check(index: pg_sys::Oid) -> TableIterator<'static, (name!(check_name, String), name!(value, i64))> {
+    fn index_check(
+        index: pg_sys::Oid,
+    ) -> TableIterator<'static, (name!(check_name, String), name!(value, i64))> {
         let relation = super::open_for_check(index);
         let counts = super::check_index(relation);
         // The lock stays until the end of the transaction, as for other relations.

@@ -22,19 +22,30 @@ use super::page::{self, DirectoryEntries, Locked, MetaPage, Tid, Xlog, META_BLOC
 
 /// Write the directory of a freshly built graph on new pages from `first_block` on (the build
 /// logs all pages afterwards); returns its head and tail, META_BLOCK for none.
-pub fn write_built(index: pg_sys::Relation, first_block: u32, entries: impl Iterator<Item = (Tid, u64)>) -> (u32, u32) {
+pub fn write_built(
+    index: pg_sys::Relation,
+    first_block: u32,
+    entries: impl Iterator<Item = (Tid, u64)>,
+) -> (u32, u32) {
     let (mut head, mut current) = (META_BLOCK, None::<Locked>);
     for (element, tag) in entries {
-        let added = current.as_ref().is_some_and(|c| unsafe { page::push_directory_entry(c.page(), element, tag) });
+        let added = current
+            .as_ref()
+            .is_some_and(|c| unsafe { page::push_directory_entry(c.page(), element, tag) });
         if !added {
             let next = Locked::extend(index);
             if next.block() < first_block {
-                pgrx::error!("xhnsw: build expected block {first_block} or later, got {}", next.block());
+                pgrx::error!(
+                    "xhnsw: build expected block {first_block} or later, got {}",
+                    next.block()
+                );
             }
             page::init_directory_page(next.page());
             unsafe { pg_sys::MarkBufferDirty(next.buffer) };
             match &current {
-                Some(previous) => unsafe { page::set_next_directory_page(previous.page(), next.block()) },
+                Some(previous) => unsafe {
+                    page::set_next_directory_page(previous.page(), next.block())
+                },
                 None => head = next.block(),
             }
             unsafe { page::push_directory_entry(next.page(), element, tag) };
@@ -48,7 +59,12 @@ pub fn write_built(index: pg_sys::Relation, first_block: u32, entries: impl Iter
 /// Add the entry of a new element to the directory, as part of the WAL record `xlog` that
 /// creates the element. Returns the buffers to release after `xlog.finish()`, and the new
 /// tail when the directory grew (the caller records it in the metapage as a hint).
-pub fn append(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: u64) -> (Vec<Locked>, Option<u32>) {
+pub fn append(
+    index: pg_sys::Relation,
+    xlog: &mut Xlog,
+    element: Tid,
+    tag: u64,
+) -> (Vec<Locked>, Option<u32>) {
     let mut meta = page::read_meta_of(index);
     if meta.directory_head == META_BLOCK {
         if let Some(held) = start_directory(index, xlog, element, tag) {
@@ -74,7 +90,12 @@ pub fn append(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: u64) 
 
 /// The first directory page, created under the metapage's lock; None when another insert
 /// created it first.
-fn start_directory(index: pg_sys::Relation, xlog: &mut Xlog, element: Tid, tag: u64) -> Option<(Vec<Locked>, Option<u32>)> {
+fn start_directory(
+    index: pg_sys::Relation,
+    xlog: &mut Xlog,
+    element: Tid,
+    tag: u64,
+) -> Option<(Vec<Locked>, Option<u32>)> {
     let meta_locked = Locked::read(index, META_BLOCK, true);
     let mut meta = unsafe { page::read_meta(meta_locked.page()) };
     if meta.directory_head != META_BLOCK {
@@ -116,7 +137,11 @@ fn lock_tail(index: pg_sys::Relation, hint: u32, xlog: &Xlog) -> Locked {
 /// Visit the directory's pages in chain order from `head`, each under a share lock, until
 /// `visit` breaks. A chain that leaves the relation, reaches another kind of page or loops is
 /// corrupt: ERROR.
-pub fn for_each_page(index: pg_sys::Relation, head: u32, mut visit: impl FnMut(&DirectoryEntries) -> ControlFlow<()>) {
+pub fn for_each_page(
+    index: pg_sys::Relation,
+    head: u32,
+    mut visit: impl FnMut(&DirectoryEntries) -> ControlFlow<()>,
+) {
     let mut bound = ChainBound::new(index);
     let mut block = head;
     while block != META_BLOCK {
@@ -124,7 +149,9 @@ pub fn for_each_page(index: pg_sys::Relation, head: u32, mut visit: impl FnMut(&
             corrupt(index)
         }
         let locked = Locked::read(index, block, false);
-        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { corrupt(index) };
+        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else {
+            corrupt(index)
+        };
         if visit(&entries).is_break() {
             return;
         }
@@ -147,7 +174,11 @@ struct ChainBound {
 
 impl ChainBound {
     fn new(index: pg_sys::Relation) -> ChainBound {
-        ChainBound { index, blocks: block_count(index), steps: 0 }
+        ChainBound {
+            index,
+            blocks: block_count(index),
+            steps: 0,
+        }
     }
 
     /// Counts a step onto `block`; false when the chain is corrupt.
@@ -171,8 +202,18 @@ pub struct Survey {
 
 /// Count the elements whose tags pass `may_match` (a tight loop over the tags, no element is
 /// read), keeping the first `keep` and a sample of up to `sample` of them.
-pub fn survey(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, keep: usize, sample: usize) -> Survey {
-    let mut survey = Survey { count: 0, first: Vec::new(), sample: Vec::new() };
+pub fn survey(
+    index: pg_sys::Relation,
+    meta: &MetaPage,
+    may_match: impl Fn(u64) -> bool,
+    keep: usize,
+    sample: usize,
+) -> Survey {
+    let mut survey = Survey {
+        count: 0,
+        first: Vec::new(),
+        sample: Vec::new(),
+    };
     // A fixed-seed generator: the same directory gives the same sample, so plans repeat.
     let mut random = 0x9e37_79b9_7f4a_7c15u64;
     for_each_page(index, meta.directory_head, |entries| {
@@ -205,7 +246,12 @@ pub fn survey(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) 
 /// Every element whose tag passes `may_match`, a directory page at a time: `visit` gets each
 /// page's elements after that page's lock is released, so it may read the elements (element
 /// pages are never locked after a directory page). Checks for interrupts after each page.
-pub fn for_each_matching(index: pg_sys::Relation, meta: &MetaPage, may_match: impl Fn(u64) -> bool, mut visit: impl FnMut(&[Tid])) {
+pub fn for_each_matching(
+    index: pg_sys::Relation,
+    meta: &MetaPage,
+    may_match: impl Fn(u64) -> bool,
+    mut visit: impl FnMut(&[Tid]),
+) {
     let mut bound = ChainBound::new(index);
     let mut block = meta.directory_head;
     let mut chunk = Vec::with_capacity(page::directory_capacity());
@@ -216,8 +262,17 @@ pub fn for_each_matching(index: pg_sys::Relation, meta: &MetaPage, may_match: im
         chunk.clear();
         {
             let locked = Locked::read(index, block, false);
-            let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else { corrupt(index) };
-            chunk.extend(entries.tags.iter().enumerate().filter(|&(_, &tag)| may_match(tag)).map(|(position, _)| entries.element(position)));
+            let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else {
+                corrupt(index)
+            };
+            chunk.extend(
+                entries
+                    .tags
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &tag)| may_match(tag))
+                    .map(|(position, _)| entries.element(position)),
+            );
             block = unsafe { page::next_directory_page(locked.page()) };
         }
         visit(&chunk);
@@ -234,6 +289,9 @@ fn corrupt(index: pg_sys::Relation) -> ! {
     pgrx::ereport!(
         ERROR,
         pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
-        format!("xhnsw: the filter directory of index \"{}\" is corrupt; REINDEX it", name.to_string_lossy())
+        format!(
+            "xhnsw: the filter directory of index \"{}\" is corrupt; REINDEX it",
+            name.to_string_lossy()
+        )
     );
 }

@@ -17,7 +17,11 @@ use super::tags::{TagColumns, TagFilter};
 ///
 /// # Safety
 /// `values`/`isnull` must hold one entry per index column.
-pub unsafe fn extras_of(index: pg_sys::Relation, values: *const pg_sys::Datum, isnull: *const bool) -> Vec<u8> {
+pub unsafe fn extras_of(
+    index: pg_sys::Relation,
+    values: *const pg_sys::Datum,
+    isnull: *const bool,
+) -> Vec<u8> {
     unsafe {
         let desc = (*index).rd_att;
         let natts = (*desc).natts as usize;
@@ -75,7 +79,10 @@ impl KeyFilter {
     ///
     /// # Safety
     /// `scan` must be a live index scan whose keyData was set by amrescan.
-    pub unsafe fn from_scan(scan: pg_sys::IndexScanDesc, scratch: pg_sys::MemoryContext) -> Option<KeyFilter> {
+    pub unsafe fn from_scan(
+        scan: pg_sys::IndexScanDesc,
+        scratch: pg_sys::MemoryContext,
+    ) -> Option<KeyFilter> {
         unsafe {
             let count = (*scan).numberOfKeys as usize;
             if count == 0 {
@@ -83,9 +90,15 @@ impl KeyFilter {
             }
             let desc = (*(*scan).indexRelation).rd_att;
             let natts = (*desc).natts as usize;
-            let keys: Vec<Key> = (0..count).map(|i| key_of(&mut *(*scan).keyData.add(i))).collect();
+            let keys: Vec<Key> = (0..count)
+                .map(|i| key_of(&mut *(*scan).keyData.add(i)))
+                .collect();
             let columns = TagColumns::of((*scan).indexRelation);
-            let tags = TagFilter::new(keys.iter().filter_map(|k| columns.test(k.column, k.strategy, &k.arguments)).collect());
+            let tags = TagFilter::new(
+                keys.iter()
+                    .filter_map(|k| columns.test(k.column, k.strategy, &k.arguments))
+                    .collect(),
+            );
             Some(KeyFilter {
                 desc,
                 keys,
@@ -113,19 +126,40 @@ impl KeyFilter {
         if extras.is_empty() {
             return false;
         }
-        let Self { desc, keys, values, nulls, scratch, .. } = self;
+        let Self {
+            desc,
+            keys,
+            values,
+            nulls,
+            scratch,
+            ..
+        } = self;
         // Operators may detoast or allocate: do it in a context reset after each element.
         // SAFETY: the closure allocates only in `scratch`, which is reset right after.
-        let result = unsafe { PgMemoryContexts::For(*scratch).switch_to(|_| {
-            // SAFETY: extras is a MAXALIGNed index tuple formed by extras_of for this index.
-            pg_sys::index_deform_tuple(extras.as_ptr() as pg_sys::IndexTuple, *desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            keys.iter().all(|key| {
-                !nulls[key.column]
-                    && key.arguments.iter().any(|arg| {
-                        pg_sys::FunctionCall2Coll(key.func, key.collation, values[key.column], *arg).value() != 0
-                    })
+        let result = unsafe {
+            PgMemoryContexts::For(*scratch).switch_to(|_| {
+                // SAFETY: extras is a MAXALIGNed index tuple formed by extras_of for this index.
+                pg_sys::index_deform_tuple(
+                    extras.as_ptr() as pg_sys::IndexTuple,
+                    *desc,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                );
+                keys.iter().all(|key| {
+                    !nulls[key.column]
+                        && key.arguments.iter().any(|arg| {
+                            pg_sys::FunctionCall2Coll(
+                                key.func,
+                                key.collation,
+                                values[key.column],
+                                *arg,
+                            )
+                            .value()
+                                != 0
+                        })
+                })
             })
-        }) };
+        };
         unsafe { pg_sys::MemoryContextReset(*scratch) };
         result
     }
@@ -135,8 +169,14 @@ impl KeyFilter {
 /// `selectivity` of the index's `elements` pass: about 8 times the (narrowed) result set,
 /// plus a descent, divided by the selectivity; at most every element.
 pub fn expected_graph_visits(ef: usize, m: usize, elements: f64, selectivity: f64) -> f64 {
-    let ef = if selectivity < 0.5 { narrowed_ef(ef) } else { ef };
-    ((8.0 * ef as f64 + elements.max(1.0).ln() * m as f64) / selectivity.max(1.0 / elements.max(1.0))).min(elements)
+    let ef = if selectivity < 0.5 {
+        narrowed_ef(ef)
+    } else {
+        ef
+    };
+    ((8.0 * ef as f64 + elements.max(1.0).ln() * m as f64)
+        / selectivity.max(1.0 / elements.max(1.0)))
+    .min(elements)
 }
 
 unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {
@@ -149,7 +189,13 @@ unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {
     } else {
         arguments.push(key.sk_argument);
     }
-    Key { column, strategy: key.sk_strategy, func: &mut key.sk_func, collation: key.sk_collation, arguments }
+    Key {
+        column,
+        strategy: key.sk_strategy,
+        func: &mut key.sk_func,
+        collation: key.sk_collation,
+        arguments,
+    }
 }
 
 /// Non-NULL elements of an array datum (the right side of `col = ANY (...)`).
@@ -162,7 +208,12 @@ unsafe fn array_elements(datum: pg_sys::Datum) -> Vec<pg_sys::Datum> {
         let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut nulls: *mut bool = std::ptr::null_mut();
         let mut n = 0;
-        pg_sys::deconstruct_array(array, elem_type, len as i32, byval, align, &mut elems, &mut nulls, &mut n);
-        (0..n as usize).filter(|&i| !*nulls.add(i)).map(|i| *elems.add(i)).collect()
+        pg_sys::deconstruct_array(
+            array, elem_type, len as i32, byval, align, &mut elems, &mut nulls, &mut n,
+        );
+        (0..n as usize)
+            .filter(|&i| !*nulls.add(i))
+            .map(|i| *elems.add(i))
+            .collect()
     }
 }

@@ -329,7 +329,10 @@ impl DenseVisited {
         let mut stamps = Vec::new();
         stamps.try_reserve_exact(capacity)?;
         stamps.resize(capacity, 0);
-        Ok(DenseVisited { stamps, generation: 1 })
+        Ok(DenseVisited {
+            stamps,
+            generation: 1,
+        })
     }
 
     /// Bytes one set for `nodes` ids holds.
@@ -453,7 +456,8 @@ impl<Id: NodeId, V: VisitedSet<Id>> SearchScratch<Id, V> {
             if beyond_results(&self.results, ef, c) {
                 break;
             }
-            let (candidates, results, seen) = (&mut self.candidates, &mut self.results, &mut self.seen);
+            let (candidates, results, seen) =
+                (&mut self.candidates, &mut self.results, &mut self.seen);
             let (visited, buffer) = (&mut self.visited, &mut self.neighbours);
             visit_neighbours(store, visited, buffer, c.id, level, &mut dist, |s| {
                 seen.push(s);
@@ -479,7 +483,11 @@ impl<Id: NodeId, V: VisitedSet<Id>> SearchScratch<Id, V> {
 
     /// Starts a search for `query` at the store's entry point and descends to layer 0, leaving
     /// the nodes it evaluated in `seen`. False for an empty graph.
-    pub(super) fn start_at_layer0<S: GraphStore<Id = Id>>(&mut self, store: &S, query: &[f32]) -> bool {
+    pub(super) fn start_at_layer0<S: GraphStore<Id = Id>>(
+        &mut self,
+        store: &S,
+        query: &[f32],
+    ) -> bool {
         let Some(entry) = store.entry_point() else {
             return false;
         };
@@ -508,7 +516,11 @@ pub(super) fn offer<Id: Ord + Copy>(
 
 /// Algorithm 2's stopping rule: the closest candidate is worse than every result, and the
 /// result set is full.
-pub(super) fn beyond_results<Id: Ord>(results: &BinaryHeap<Scored<Id>>, ef: usize, c: Scored<Id>) -> bool {
+pub(super) fn beyond_results<Id: Ord>(
+    results: &BinaryHeap<Scored<Id>>,
+    ef: usize,
+    c: Scored<Id>,
+) -> bool {
     results.len() >= ef && results.peek().is_some_and(|furthest| c > *furthest)
 }
 
@@ -532,7 +544,10 @@ pub(super) fn visit_neighbours<S: GraphStore, V: VisitedSet<S::Id>>(
         if let Some(&next) = buffer.get(i + 1) {
             store.prefetch(next);
         }
-        found(Scored { dist: dist(n), id: n });
+        found(Scored {
+            dist: dist(n),
+            id: n,
+        });
     }
 }
 
@@ -624,7 +639,12 @@ pub fn insert<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     scratch.visited.insert(id); // a concurrent insert may already link to `id`: never to itself
     scratch.descend(&*store, |n| store.distance(vector, n), entry.level, level);
     for l in (0..=level.min(entry.level)).rev() {
-        scratch.search_layer(&*store, |n| store.distance(vector, n), l, params.ef_construction);
+        scratch.search_layer(
+            &*store,
+            |n| store.distance(vector, n),
+            l,
+            params.ef_construction,
+        );
         scratch.sort_results();
         scratch.ordered.retain(|s| !store.is_deleted(s.id));
         let reader = &*store;
@@ -817,7 +837,11 @@ fn relink_unreachable<S: GraphStoreMut, V: VisitedSet<S::Id>, R: VisitedSet<S::I
 
 /// Marks in `reached` (cleared first) every node a layer-0 path from the entry point reaches;
 /// `on_node` runs once per node reached (a caller's interrupt or delay point).
-pub fn reach_layer0<S: GraphStore, R: VisitedSet<S::Id>>(store: &S, reached: &mut R, mut on_node: impl FnMut()) {
+pub fn reach_layer0<S: GraphStore, R: VisitedSet<S::Id>>(
+    store: &S,
+    reached: &mut R,
+    mut on_node: impl FnMut(),
+) {
     reached.clear();
     let Some(entry) = store.entry_point() else {
         return;
@@ -890,7 +914,14 @@ fn link_if_kept<S: GraphStoreMut>(
         let mut edited = list.clone();
         edited.push(node);
         if edited.len() > capacity {
-            shrink(reader, params.keep_pruned, host, &mut edited, capacity, buffer);
+            shrink(
+                reader,
+                params.keep_pruned,
+                host,
+                &mut edited,
+                capacity,
+                buffer,
+            );
         }
         kept = edited.contains(&node);
         if kept {
@@ -948,7 +979,10 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
     /// An empty graph of `dim`-dimensional vectors; `metric(a, b)` is the distance kernel
     /// (L2 squared, negative inner product, cosine distance...); `seed` fixes the levels.
     pub fn new(dim: usize, params: HnswParams, metric: D, seed: u64) -> Self {
-        assert!(params.max_level <= u8::MAX as usize, "max_level must fit in a u8");
+        assert!(
+            params.max_level <= u8::MAX as usize,
+            "max_level must fit in a u8"
+        );
         MemGraph {
             dim,
             params,
@@ -995,8 +1029,9 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         let (offset, capacity) = self.slot(level);
         self.vectors.extend_from_slice(vector);
         self.levels.push(level as u8);
-        self.links
-            .push(Mutex::new(vec![0; offset + 1 + capacity].into_boxed_slice()));
+        self.links.push(Mutex::new(
+            vec![0; offset + 1 + capacity].into_boxed_slice(),
+        ));
         id
     }
 
@@ -1056,11 +1091,17 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
     /// says stop, every worker stops after its current node and this returns
     /// [`BuildHalt::Stopped`]; the nodes linked so far stay linked, and calling `build` again
     /// carries on from there.
-    pub fn build(&mut self, threads: usize, control: &mut impl BuildControl) -> Result<usize, BuildHalt> {
+    pub fn build(
+        &mut self,
+        threads: usize,
+        control: &mut impl BuildControl,
+    ) -> Result<usize, BuildHalt> {
         let (first, end) = (self.linked, self.len());
         let dense = || DenseVisited::try_new(end).map_err(|_| BuildHalt::OutOfMemory);
         let mut scratches = Vec::new();
-        scratches.try_reserve_exact(threads.max(1)).map_err(|_| BuildHalt::OutOfMemory)?;
+        scratches
+            .try_reserve_exact(threads.max(1))
+            .map_err(|_| BuildHalt::OutOfMemory)?;
         for _ in 0..threads.max(1) {
             scratches.push(SearchScratch::with_visited(dense()?));
         }
@@ -1077,7 +1118,9 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
             thread::scope(|scope| {
                 control.spawning(&mut || {
                     for mut scratch in scratches.drain(..) {
-                        scope.spawn(move || graph.link_until(next, end, &mut scratch, stop, &mut || false));
+                        scope.spawn(move || {
+                            graph.link_until(next, end, &mut scratch, stop, &mut || false)
+                        });
                     }
                 });
                 graph.link_until(next, end, &mut mine, stop, &mut || control.stop());
@@ -1089,7 +1132,14 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
             }
         }
         let params = self.params;
-        match relink_unreachable(self, &mut mine, &params, 0..end as u32, &mut reached, &mut || control.stop()) {
+        match relink_unreachable(
+            self,
+            &mut mine,
+            &params,
+            0..end as u32,
+            &mut reached,
+            &mut || control.stop(),
+        ) {
             Some((relinked, _)) => Ok(relinked),
             None => Err(BuildHalt::Stopped),
         }
@@ -1123,7 +1173,14 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
             }
             let id = id as u32;
             let level = self.levels[id as usize] as usize;
-            insert(&mut worker, scratch, &self.params, id, self.vector(id), level);
+            insert(
+                &mut worker,
+                scratch,
+                &self.params,
+                id,
+                self.vector(id),
+                level,
+            );
         }
     }
 }
@@ -1186,7 +1243,9 @@ impl<D: Fn(&[f32], &[f32]) -> f32> GraphStore for MemGraph<D> {
         for line in self.vector(id).chunks(16) {
             // SAFETY: a prefetch is only a hint: it cannot fault and changes no program state.
             unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast())
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr().cast(),
+                )
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -1250,7 +1309,11 @@ impl<D: Fn(&[f32], &[f32]) -> f32> GraphStoreMut for Worker<'_, D> {
 
     fn set_entry_point(&mut self, entry: Option<EntryPoint<u32>>) {
         // Two inserts may both rise above the top level they read: keep the higher.
-        let mut current = self.graph.entry.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .graph
+            .entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match (entry, *current) {
             (Some(new), Some(old)) if new.level <= old.level => {}
             _ => *current = entry,
@@ -1309,7 +1372,11 @@ mod tests {
 
     fn uniform(rng: &mut SplitMix64, n: usize, dim: usize) -> Rows {
         (0..n)
-            .map(|_| (0..dim).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect())
+            .map(|_| {
+                (0..dim)
+                    .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+                    .collect()
+            })
             .collect()
     }
 
@@ -1381,7 +1448,12 @@ mod tests {
     }
 
     /// recall@10 at ef = 100 over `queries`.
-    fn recall(graph: &MemGraph<Metric>, rows: &[Vec<f32>], queries: &[Vec<f32>], metric: Metric) -> f64 {
+    fn recall(
+        graph: &MemGraph<Metric>,
+        rows: &[Vec<f32>],
+        queries: &[Vec<f32>],
+        metric: Metric,
+    ) -> f64 {
         let mut scratch = SearchScratch::with_visited(DenseVisited::new(rows.len()));
         let hits: usize = queries
             .iter()
@@ -1411,7 +1483,9 @@ mod tests {
     fn reachable(graph: &MemGraph<Metric>) -> HashSet<u32> {
         let mut reached = DenseVisited::new(graph.len());
         reach_layer0(graph, &mut reached, || {});
-        (0..graph.len() as u32).filter(|&id| !reached.insert(id)).collect()
+        (0..graph.len() as u32)
+            .filter(|&id| !reached.insert(id))
+            .collect()
     }
 
     #[test]
@@ -1518,10 +1592,17 @@ mod tests {
         for row in &rows {
             graph.push(row);
         }
-        let mut control = StopAfter { polls: 2, spawned: 0 };
+        let mut control = StopAfter {
+            polls: 2,
+            spawned: 0,
+        };
         assert_eq!(graph.build(3, &mut control), Err(BuildHalt::Stopped));
         assert_eq!(control.spawned, 1, "workers are started inside `spawning`");
-        assert!(graph.linked > 0 && graph.linked < 3000, "stopped after {} nodes", graph.linked);
+        assert!(
+            graph.linked > 0 && graph.linked < 3000,
+            "stopped after {} nodes",
+            graph.linked
+        );
         graph.build(3, &mut Unattended).unwrap();
         assert_eq!(reachable(&graph).len(), 3000);
         assert!(recall(&graph, &rows, &queries, l2) >= 0.98);
@@ -1533,7 +1614,8 @@ mod tests {
         assert_eq!(graph.build(4, &mut Unattended), Ok(0));
         assert!(graph.is_empty() && graph.entry_point().is_none());
         assert!(knn_search(&graph, &mut SearchScratch::new(), &[0.0; 4], 10, 10).is_empty());
-        let mut search = ResumableSearch::new(&[0.0; 4], ResumableOptions::new(10), HashVisited::default());
+        let mut search =
+            ResumableSearch::new(&[0.0; 4], ResumableOptions::new(10), HashVisited::default());
         assert_eq!(search.next_batch(&graph, |_| true, &mut Vec::new()), 0);
     }
 
@@ -1565,7 +1647,8 @@ mod tests {
         assert_eq!(found.len(), 10);
         assert!(found.iter().all(|s| s.dist == 0.0));
         assert_eq!(reachable(&graph).len(), 1000);
-        let mut search = ResumableSearch::new(&[0.5; 8], ResumableOptions::new(40), DenseVisited::new(0));
+        let mut search =
+            ResumableSearch::new(&[0.5; 8], ResumableOptions::new(40), DenseVisited::new(0));
         assert_eq!(drain(&graph, &mut search, |_| true).len(), 1000);
     }
 
@@ -1581,7 +1664,10 @@ mod tests {
             if search.next_batch(graph, &filter, &mut out) == 0 {
                 return out;
             }
-            assert!(out[start..].windows(2).all(|w| w[0] <= w[1]), "batch not sorted");
+            assert!(
+                out[start..].windows(2).all(|w| w[0] <= w[1]),
+                "batch not sorted"
+            );
         }
     }
 
@@ -1591,7 +1677,8 @@ mod tests {
         let (rows, queries) = clustered(&mut rng, 2000, 1, 32, 10);
         let graph = build(&rows, l2, 2);
         let query = &queries[0];
-        let mut search = ResumableSearch::new(query, ResumableOptions::new(50), DenseVisited::new(0));
+        let mut search =
+            ResumableSearch::new(query, ResumableOptions::new(50), DenseVisited::new(0));
         let all = drain(&graph, &mut search, |_| true);
         let ids: HashSet<u32> = all.iter().map(|s| s.id).collect();
         assert_eq!(ids.len(), all.len(), "a node was returned twice");
@@ -1609,7 +1696,8 @@ mod tests {
         let mut scratch = SearchScratch::with_visited(DenseVisited::new(0));
         for query in queries {
             let knn = knn_search(&graph, &mut scratch, &query, 10, 100);
-            let mut search = ResumableSearch::new(&query, ResumableOptions::new(100), DenseVisited::new(0));
+            let mut search =
+                ResumableSearch::new(&query, ResumableOptions::new(100), DenseVisited::new(0));
             let mut batch = Vec::new();
             assert_eq!(search.next_batch(&graph, |_| true, &mut batch), 100);
             assert_eq!(knn, batch[..10]);
@@ -1674,17 +1762,31 @@ mod tests {
         let live: Vec<u32> = (0..4000).filter(|id| !deleted.contains(id)).collect();
         let params = *graph.params();
         // As VACUUM does it: a live entry point, the lists that held deleted nodes, relinks.
-        let top = live.iter().map(|&id| (graph.level(id), id)).reduce(|a, b| if b.0 > a.0 { b } else { a });
+        let top =
+            live.iter()
+                .map(|&id| (graph.level(id), id))
+                .reduce(|a, b| if b.0 > a.0 { b } else { a });
         graph.set_entry_point(top.map(|(level, id)| EntryPoint { id, level }));
         let is_deleted = |id| deleted.contains(&id);
         let mut scratch = SearchScratch::new();
-        let rewritten: usize =
-            live.iter().map(|&id| repair_node(&mut graph, &mut scratch, &params, id, &is_deleted)).sum();
+        let rewritten: usize = live
+            .iter()
+            .map(|&id| repair_node(&mut graph, &mut scratch, &params, id, &is_deleted))
+            .sum();
         let mut reached = DenseVisited::new(4000);
-        let (relinked, unreachable) =
-            relink_unreachable(&mut graph, &mut scratch, &params, live.iter().copied(), &mut reached, &mut || false)
-                .unwrap();
-        assert!(rewritten > live.len() && unreachable == 0, "{rewritten} {relinked} {unreachable}");
+        let (relinked, unreachable) = relink_unreachable(
+            &mut graph,
+            &mut scratch,
+            &params,
+            live.iter().copied(),
+            &mut reached,
+            &mut || false,
+        )
+        .unwrap();
+        assert!(
+            rewritten > live.len() && unreachable == 0,
+            "{rewritten} {relinked} {unreachable}"
+        );
 
         let new_entry = graph.entry_point().unwrap();
         assert!(!deleted.contains(&new_entry.id));
@@ -1709,7 +1811,10 @@ mod tests {
                     .iter()
                     .map(|s| s.id)
                     .collect();
-                overlap(&found, &exact(&rows, l2, q, 10, |id| !deleted.contains(&id)))
+                overlap(
+                    &found,
+                    &exact(&rows, l2, q, 10, |id| !deleted.contains(&id)),
+                )
             })
             .sum();
         let r = hits as f64 / 1000.0;
@@ -1777,7 +1882,10 @@ mod tests {
                 .nodes
                 .insert(tid(i), (row.clone(), vec![Vec::new(); level + 1]));
             insert(&mut store, &mut scratch, &params, tid(i), row, level);
-            assert!(store.no_repeated_distance(), "insert {i} asked twice for a node");
+            assert!(
+                store.no_repeated_distance(),
+                "insert {i} asked twice for a node"
+            );
         }
         let mut hits = 0;
         for q in &queries {
@@ -1785,7 +1893,10 @@ mod tests {
                 .iter()
                 .map(|s| (s.id >> 16) as u32)
                 .collect();
-            assert!(store.no_repeated_distance(), "search asked twice for a node");
+            assert!(
+                store.no_repeated_distance(),
+                "search asked twice for a node"
+            );
             hits += overlap(&found, &exact(&rows, l2, q, 10, |_| true));
         }
         let r = hits as f64 / 500.0;
@@ -1801,7 +1912,8 @@ mod tests {
         };
         let mut levels = LevelGenerator::new(&params, 9);
         let drawn: Vec<usize> = (0..200_000).map(|_| levels.next_level()).collect();
-        let at_least = |l: usize| drawn.iter().filter(|&&x| x >= l).count() as f64 / drawn.len() as f64;
+        let at_least =
+            |l: usize| drawn.iter().filter(|&&x| x >= l).count() as f64 / drawn.len() as f64;
         assert!(
             (at_least(1) - 1.0 / 16.0).abs() < 0.003,
             "P(level >= 1) = {}",

@@ -11,7 +11,8 @@ use super::{build, insert, options, scan, vacuum};
 
 #[pg_extern(sql = false)]
 fn xhnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRoutine> {
-    let mut am = unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
+    let mut am =
+        unsafe { PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine) };
     am.amstrategies = 0;
     am.amsupport = 1;
     am.amcanorderbyop = true;
@@ -48,7 +49,11 @@ unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         match build::ordering_problem(family, input) {
             None => true,
             Some(problem) => {
-                ereport!(INFO, PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, problem);
+                ereport!(
+                    INFO,
+                    PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                    problem
+                );
                 false
             }
         }
@@ -62,7 +67,10 @@ const DISABLED_COST: f64 = 1.0e100;
 /// Does the path order by exactly one distance, to the index's first column? The graph
 /// answers nothing else (scan.rs refuses other orderings).
 unsafe fn orders_by_first_column(path: *mut pg_sys::IndexPath) -> bool {
-    unsafe { pg_sys::list_length((*path).indexorderbys) == 1 && pg_sys::list_nth_int((*path).indexorderbycols, 0) == 0 }
+    unsafe {
+        pg_sys::list_length((*path).indexorderbys) == 1
+            && pg_sys::list_nth_int((*path).indexorderbycols, 0) == 0
+    }
 }
 
 /// The index is only useful for `ORDER BY vector-distance LIMIT k`. A search visits about
@@ -111,7 +119,9 @@ unsafe extern "C-unwind" fn amcostestimate(
         let tuples = (*info).tuples.max(1.0);
         let (m, tag_clauses, clauses) = index_facts((*info).indexoid, path);
         let ef = options::EF_SEARCH.get() as usize;
-        let per_visit = 0.1 * pg_sys::random_page_cost + pg_sys::cpu_index_tuple_cost + 4.0 * pg_sys::cpu_operator_cost;
+        let per_visit = 0.1 * pg_sys::random_page_cost
+            + pg_sys::cpu_index_tuple_cost
+            + 4.0 * pg_sys::cpu_operator_cost;
 
         // Selectivity of the filter-column clauses (the ORDER BY has none).
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
@@ -132,12 +142,22 @@ unsafe extern "C-unwind" fn amcostestimate(
         let tag_selectivity = if tag_clauses.is_null() {
             1.0
         } else {
-            pg_sys::clauselist_selectivity(root, tag_clauses, relid, pg_sys::JoinType::JOIN_INNER, std::ptr::null_mut())
+            pg_sys::clauselist_selectivity(
+                root,
+                tag_clauses,
+                relid,
+                pg_sys::JoinType::JOIN_INNER,
+                std::ptr::null_mut(),
+            )
         };
         let candidates = (tag_selectivity.max(filter_selectivity) * tuples).ceil();
         let directory_pages = (tuples / directory_capacity() as f64).ceil();
         let survey = directory_pages * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
-        let visited = if candidates <= limit || graph >= candidates { candidates } else { graph + SAMPLE as f64 };
+        let visited = if candidates <= limit || graph >= candidates {
+            candidates
+        } else {
+            graph + SAMPLE as f64
+        };
         *startup_cost = survey + visited * per_visit;
         *pages = directory_pages + (visited / tuples * (*info).pages as f64).ceil();
     }
@@ -146,7 +166,10 @@ unsafe extern "C-unwind" fn amcostestimate(
 /// `m` of an index, the path's filter clauses that the filter directory's tags can check (as
 /// a list of RestrictInfos, NIL for none), and how many filter clauses the path has; the
 /// planner already holds a lock on the index.
-unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize, *mut pg_sys::List, usize) {
+unsafe fn index_facts(
+    oid: pg_sys::Oid,
+    path: *mut pg_sys::IndexPath,
+) -> (usize, *mut pg_sys::List, usize) {
     unsafe {
         let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
         let (m, _) = options::index_options(index);
@@ -163,8 +186,11 @@ unsafe fn index_facts(oid: pg_sys::Oid, path: *mut pg_sys::IndexPath) -> (usize,
             for j in 0..pg_sys::list_length(quals) {
                 let rinfo = pg_sys::list_nth(quals, j) as *mut pg_sys::RestrictInfo;
                 count += 1;
-                let Some(operator) = operator_of((*rinfo).clause) else { continue };
-                let strategy = pg_sys::get_op_opfamily_strategy(operator, *(*info).opfamily.add(column));
+                let Some(operator) = operator_of((*rinfo).clause) else {
+                    continue;
+                };
+                let strategy =
+                    pg_sys::get_op_opfamily_strategy(operator, *(*info).opfamily.add(column));
                 if tags.checks(column, strategy as u16) {
                     tagged = pg_sys::lappend(tagged, rinfo as *mut std::ffi::c_void);
                 }
@@ -179,7 +205,9 @@ unsafe fn operator_of(clause: *mut pg_sys::Expr) -> Option<pg_sys::Oid> {
     unsafe {
         match (*clause).type_ {
             pg_sys::NodeTag::T_OpExpr => Some((*(clause as *mut pg_sys::OpExpr)).opno),
-            pg_sys::NodeTag::T_ScalarArrayOpExpr => Some((*(clause as *mut pg_sys::ScalarArrayOpExpr)).opno),
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+                Some((*(clause as *mut pg_sys::ScalarArrayOpExpr)).opno)
+            }
             _ => None,
         }
     }

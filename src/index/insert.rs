@@ -43,14 +43,19 @@ pub unsafe extern "C-unwind" fn aminsert(
 
 /// Params for graph code from the metapage.
 pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
-    HnswParams { max_level: page::max_level_for(m), ..HnswParams::new(m, ef_construction) }
+    HnswParams {
+        max_level: page::max_level_for(m),
+        ..HnswParams::new(m, ef_construction)
+    }
 }
 
 /// An element must fit in a page with its line pointer (its neighbour item, at any level,
 /// fits on another page: `page::max_level_for`).
 pub fn check_element_fits(dims: usize, extras: &[u8]) {
     let size = page::element_size(dims, extras.len());
-    if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space() || extras.len() > u16::MAX as usize {
+    if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space()
+        || extras.len() > u16::MAX as usize
+    {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -61,7 +66,13 @@ pub fn check_element_fits(dims: usize, extras: &[u8]) {
 
 /// Insert one vector (as given by the user; prepared here for the metric) and the row's
 /// filter-column values and their tag (tags.rs).
-pub(crate) fn insert_vector(index: pg_sys::Relation, heap_tid: Tid, raw: &[f32], extras: &[u8], tag: u64) {
+pub(crate) fn insert_vector(
+    index: pg_sys::Relation,
+    heap_tid: Tid,
+    raw: &[f32],
+    extras: &[u8],
+    tag: u64,
+) {
     // Inserts share this lock; VACUUM's graph repair takes it exclusively.
     unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ShareLock as _) };
     let mut store = PageStore::open(index);
@@ -118,13 +129,27 @@ fn join_duplicate(
     extras: &[u8],
 ) -> bool {
     let nearest = knn_search(store, scratch, vector, 1, store.m);
-    let Some(best) = nearest.first() else { return false };
+    let Some(best) = nearest.first() else {
+        return false;
+    };
     let locked = Locked::read(store.index, best.id.block, true);
     unsafe {
-        let Some(item) = page::item_ptr(locked.page(), best.id.offset) else { return false };
-        let Some(element) = page::decode_element(item, store.dims) else { return false };
-        let same = element.vector.iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits());
-        if element.deleted || !same || element.extras != extras || element.heap_tids.len() >= MAX_HEAP_TIDS {
+        let Some(item) = page::item_ptr(locked.page(), best.id.offset) else {
+            return false;
+        };
+        let Some(element) = page::decode_element(item, store.dims) else {
+            return false;
+        };
+        let same = element
+            .vector
+            .iter()
+            .zip(vector)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        if element.deleted
+            || !same
+            || element.extras != extras
+            || element.heap_tids.len() >= MAX_HEAP_TIDS
+        {
             return false;
         }
         let mut tids = element.heap_tids.clone();
@@ -143,28 +168,51 @@ fn join_duplicate(
 /// together; otherwise (near the dimension limit, at high levels, with wide filter values) the
 /// element gets a fresh page of its own and the neighbour item goes where there is room, as
 /// the build places them.
-fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u8], tag: u64, level: usize) -> Tid {
+fn add_element(
+    store: &mut PageStore,
+    heap_tid: Tid,
+    vector: &[f32],
+    extras: &[u8],
+    tag: u64,
+    level: usize,
+) -> Tid {
     let neighbours = page::encode_neighbours(store.m, level);
     let line_pointer = std::mem::size_of::<pg_sys::ItemIdData>();
     let element_need = page::element_size(vector.len(), extras.len()) + line_pointer;
     let neighbour_need = neighbours.len() + line_pointer;
     let shared = element_need + neighbour_need <= page::page_usable_space();
 
-    let (locked, fresh) = page_with_room(store, if shared { element_need + neighbour_need } else { neighbour_need });
+    let (locked, fresh) = page_with_room(
+        store,
+        if shared {
+            element_need + neighbour_need
+        } else {
+            neighbour_need
+        },
+    );
     let element_page = (!shared).then(|| Locked::extend(store.index));
     let mut xlog = Xlog::begin(store.index, &locked, fresh);
     let id = unsafe {
         if fresh {
             page::init_page(xlog.page());
         }
-        let neighbour_tid = Tid { block: locked.block(), offset: page::add_item(xlog.page(), &neighbours) };
+        let neighbour_tid = Tid {
+            block: locked.block(),
+            offset: page::add_item(xlog.page(), &neighbours),
+        };
         let element = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
         match &element_page {
-            None => Tid { block: locked.block(), offset: page::add_item(xlog.page(), &element) },
+            None => Tid {
+                block: locked.block(),
+                offset: page::add_item(xlog.page(), &element),
+            },
             Some(own) => {
                 let own_page = xlog.register(own, true);
                 page::init_page(own_page);
-                Tid { block: own.block(), offset: page::add_item(own_page, &element) }
+                Tid {
+                    block: own.block(),
+                    offset: page::add_item(own_page, &element),
+                }
             }
         }
     };
@@ -186,7 +234,9 @@ fn add_element(store: &mut PageStore, heap_tid: Tid, vector: &[f32], extras: &[u
 /// data page with room, else a fresh one (true: to be initialised).
 fn page_with_room(store: &PageStore, need: usize) -> (Locked, bool) {
     let hint = store.meta.insert_page;
-    let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(store.index, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    let blocks = unsafe {
+        pg_sys::RelationGetNumberOfBlocksInFork(store.index, pg_sys::ForkNumber::MAIN_FORKNUM)
+    };
     if hint != META_BLOCK && hint < blocks {
         let locked = Locked::read(store.index, hint, true);
         if unsafe { page::is_data_page(locked.page()) } && page::free_space(locked.page()) >= need {

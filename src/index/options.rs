@@ -107,7 +107,10 @@ pub fn init() {
 
 /// amoptions callback.
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+pub unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     let table = [
         pg_sys::relopt_parse_elt {
             optname: c"m".as_ptr(),

@@ -36,7 +36,10 @@ pub struct Tid {
 }
 
 impl Tid {
-    pub const INVALID: Tid = Tid { block: u32::MAX, offset: 0 };
+    pub const INVALID: Tid = Tid {
+        block: u32::MAX,
+        offset: 0,
+    };
 
     pub fn is_valid(&self) -> bool {
         self.block != u32::MAX && self.offset != 0
@@ -44,12 +47,18 @@ impl Tid {
 
     pub fn from_pg(t: &pg_sys::ItemPointerData) -> Tid {
         let block = ((t.ip_blkid.bi_hi as u32) << 16) | t.ip_blkid.bi_lo as u32;
-        Tid { block, offset: t.ip_posid }
+        Tid {
+            block,
+            offset: t.ip_posid,
+        }
     }
 
     pub fn to_pg(self) -> pg_sys::ItemPointerData {
         pg_sys::ItemPointerData {
-            ip_blkid: pg_sys::BlockIdData { bi_hi: (self.block >> 16) as u16, bi_lo: self.block as u16 },
+            ip_blkid: pg_sys::BlockIdData {
+                bi_hi: (self.block >> 16) as u16,
+                bi_lo: self.block as u16,
+            },
             ip_posid: self.offset,
         }
     }
@@ -111,7 +120,11 @@ impl Metric {
         if self != Metric::Cosine {
             return Some(v.to_vec());
         }
-        let norm = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+        let norm = v
+            .iter()
+            .map(|x| (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            .sqrt();
         if norm == 0.0 || !norm.is_finite() {
             return None;
         }
@@ -212,7 +225,13 @@ pub struct ElementData<'a> {
     pub extras: &'a [u8],
 }
 
-pub fn encode_element(level: usize, neighbour_tid: Tid, heap_tids: &[Tid], vector: &[f32], extras: &[u8]) -> Vec<u8> {
+pub fn encode_element(
+    level: usize,
+    neighbour_tid: Tid,
+    heap_tids: &[Tid],
+    vector: &[f32],
+    extras: &[u8],
+) -> Vec<u8> {
     let mut out = vec![0u8; element_size(vector.len(), extras.len())];
     out[0] = ELEMENT_KIND;
     out[2] = level as u8;
@@ -254,18 +273,28 @@ pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>
     }
     let (level, count) = (bytes[2] as usize, bytes[3] as usize);
     if level > LEVEL_CAP || count > MAX_HEAP_TIDS {
-        return Err(Corrupt(format!("element with level {level} and {count} heap TIDs")));
+        return Err(Corrupt(format!(
+            "element with level {level} and {count} heap TIDs"
+        )));
     }
     let extras_len = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
     let expected = element_size(dims, extras_len);
     if bytes.len() != expected {
-        return Err(Corrupt(format!("element item of {} bytes, expected {expected} for {dims} dimensions", bytes.len())));
+        return Err(Corrupt(format!(
+            "element item of {} bytes, expected {expected} for {dims} dimensions",
+            bytes.len()
+        )));
     }
     let extras = &bytes[extras_offset(dims)..extras_offset(dims) + extras_len];
     // The extras are an index tuple (filter.rs) that index_deform_tuple reads: its own length
     // must be what the element says.
-    if !extras.is_empty() && (extras_len < 8 || (u16::from_ne_bytes([extras[6], extras[7]]) & 0x1fff) as usize != extras_len) {
-        return Err(Corrupt(format!("filter values of {extras_len} bytes with a different length inside")));
+    if !extras.is_empty()
+        && (extras_len < 8
+            || (u16::from_ne_bytes([extras[6], extras[7]]) & 0x1fff) as usize != extras_len)
+    {
+        return Err(Corrupt(format!(
+            "filter values of {extras_len} bytes with a different length inside"
+        )));
     }
     let vector_bytes = &bytes[header..header + dims * 4];
     if vector_bytes.as_ptr() as usize % std::mem::align_of::<f32>() != 0 {
@@ -277,7 +306,9 @@ pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>
         deleted: bytes[1] & FLAG_DELETED != 0,
         level,
         neighbour_tid: Tid::read(&bytes[4..10]),
-        heap_tids: (0..count).map(|i| Tid::read(&bytes[16 + i * TID_SIZE..])).collect(),
+        heap_tids: (0..count)
+            .map(|i| Tid::read(&bytes[16 + i * TID_SIZE..]))
+            .collect(),
         vector,
         extras,
     }))
@@ -310,7 +341,11 @@ pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
 
 fn layer_slots(m: usize, level: usize, layer: usize) -> (usize, usize) {
     // layer 0 first (2m slots), then m slots per upper layer
-    let start = if layer == 0 { 0 } else { 2 * m + (layer - 1) * m };
+    let start = if layer == 0 {
+        0
+    } else {
+        2 * m + (layer - 1) * m
+    };
     let cap = if layer == 0 { 2 * m } else { m };
     let _ = level;
     (start, cap)
@@ -328,16 +363,26 @@ fn neighbour_level(bytes: &[u8], m: usize) -> Result<Option<usize>, Corrupt> {
     }
     let level = *bytes.get(1).unwrap_or(&u8::MAX) as usize;
     if level > max_level_for(m) || bytes.len() != neighbour_size(m, level) {
-        return Err(Corrupt(format!("neighbour item of {} bytes with level {level} for m = {m}", bytes.len())));
+        return Err(Corrupt(format!(
+            "neighbour item of {} bytes with level {level} for m = {m}",
+            bytes.len()
+        )));
     }
     Ok(Some(level))
 }
 
 /// Read the list of `layer` from the bytes of a neighbour item (empty for another kind of
 /// item or a layer above its level).
-pub fn parse_neighbours(bytes: &[u8], m: usize, layer: usize, out: &mut Vec<Tid>) -> Result<(), Corrupt> {
+pub fn parse_neighbours(
+    bytes: &[u8],
+    m: usize,
+    layer: usize,
+    out: &mut Vec<Tid>,
+) -> Result<(), Corrupt> {
     out.clear();
-    let Some(level) = neighbour_level(bytes, m)? else { return Ok(()) };
+    let Some(level) = neighbour_level(bytes, m)? else {
+        return Ok(());
+    };
     if layer > level {
         return Ok(());
     }
@@ -352,8 +397,15 @@ pub fn parse_neighbours(bytes: &[u8], m: usize, layer: usize, out: &mut Vec<Tid>
 
 /// Overwrite the list of `layer` in the bytes of a neighbour item (truncated to the layer's
 /// capacity; nothing for another kind of item or a layer above its level).
-pub fn put_neighbours(bytes: &mut [u8], m: usize, layer: usize, list: &[Tid]) -> Result<(), Corrupt> {
-    let Some(level) = neighbour_level(bytes, m)? else { return Ok(()) };
+pub fn put_neighbours(
+    bytes: &mut [u8],
+    m: usize,
+    layer: usize,
+    list: &[Tid],
+) -> Result<(), Corrupt> {
+    let Some(level) = neighbour_level(bytes, m)? else {
+        return Ok(());
+    };
     if layer > level {
         return Ok(());
     }
@@ -397,7 +449,8 @@ const DIRECTORY_HEADER_SIZE: usize = 8;
 
 /// Entries per directory page (581 with 8 kB pages).
 pub fn directory_capacity() -> usize {
-    let space = page_usable_space() - DIRECTORY_SPECIAL_SIZE - std::mem::size_of::<pg_sys::ItemIdData>();
+    let space =
+        page_usable_space() - DIRECTORY_SPECIAL_SIZE - std::mem::size_of::<pg_sys::ItemIdData>();
     (space - DIRECTORY_HEADER_SIZE - 7) / (8 + TID_SIZE) // 7: the item is MAXALIGNed
 }
 
@@ -420,7 +473,8 @@ pub(crate) fn init_directory_page(page: pg_sys::Page) {
 /// the item have the directory's sizes), so that a corrupt chain cannot lead reads astray.
 unsafe fn directory_item(page: pg_sys::Page) -> Option<*mut u8> {
     unsafe {
-        let special = pg_sys::BLCKSZ as usize - (*(page as *const pg_sys::PageHeaderData)).pd_special as usize;
+        let special = pg_sys::BLCKSZ as usize
+            - (*(page as *const pg_sys::PageHeaderData)).pd_special as usize;
         if special != DIRECTORY_SPECIAL_SIZE {
             return None;
         }
@@ -452,7 +506,8 @@ impl DirectoryEntries<'_> {
 pub unsafe fn directory_entries<'a>(page: pg_sys::Page) -> Option<DirectoryEntries<'a>> {
     unsafe {
         let item = directory_item(page)?;
-        let count = (u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize).min(directory_capacity());
+        let count =
+            (u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize).min(directory_capacity());
         let tags = std::slice::from_raw_parts(item.add(DIRECTORY_HEADER_SIZE) as *const u64, count);
         let tids_start = DIRECTORY_HEADER_SIZE + directory_capacity() * 8;
         let tids = std::slice::from_raw_parts(item.add(tids_start), count * TID_SIZE);
@@ -466,14 +521,19 @@ pub unsafe fn directory_entries<'a>(page: pg_sys::Page) -> Option<DirectoryEntri
 /// `page` must be a writable directory page.
 pub unsafe fn push_directory_entry(page: pg_sys::Page, element: Tid, tag: u64) -> bool {
     unsafe {
-        let Some(item) = directory_item(page) else { return false };
+        let Some(item) = directory_item(page) else {
+            return false;
+        };
         let count = u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize;
         let capacity = directory_capacity();
         if count >= capacity {
             return false;
         }
         ptr::write_unaligned(item.add(DIRECTORY_HEADER_SIZE + count * 8) as *mut u64, tag);
-        let tid = std::slice::from_raw_parts_mut(item.add(DIRECTORY_HEADER_SIZE + capacity * 8 + count * TID_SIZE), TID_SIZE);
+        let tid = std::slice::from_raw_parts_mut(
+            item.add(DIRECTORY_HEADER_SIZE + capacity * 8 + count * TID_SIZE),
+            TID_SIZE,
+        );
         element.write(tid);
         let count = (count as u16 + 1).to_le_bytes();
         *item.add(2) = count[0];
@@ -505,7 +565,11 @@ pub struct Locked {
 }
 
 impl Locked {
-    pub(crate) fn read(index: pg_sys::Relation, block: pg_sys::BlockNumber, exclusive: bool) -> Locked {
+    pub(crate) fn read(
+        index: pg_sys::Relation,
+        block: pg_sys::BlockNumber,
+        exclusive: bool,
+    ) -> Locked {
         unsafe {
             let buffer = pg_sys::ReadBufferExtended(
                 index,
@@ -514,7 +578,11 @@ impl Locked {
                 pg_sys::ReadBufferMode::RBM_NORMAL,
                 ptr::null_mut(),
             );
-            let mode = if exclusive { pg_sys::BUFFER_LOCK_EXCLUSIVE } else { pg_sys::BUFFER_LOCK_SHARE };
+            let mode = if exclusive {
+                pg_sys::BUFFER_LOCK_EXCLUSIVE
+            } else {
+                pg_sys::BUFFER_LOCK_SHARE
+            };
             pg_sys::LockBuffer(buffer, mode as i32);
             Locked { buffer }
         }
@@ -527,7 +595,8 @@ impl Locked {
     pub(crate) fn extend(index: pg_sys::Relation) -> Locked {
         unsafe {
             pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
-            let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let blocks =
+                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
             let mut reused = None;
             if blocks > 1 {
                 let buffer = pg_sys::ReadBufferExtended(
@@ -548,7 +617,8 @@ impl Locked {
                     pg_sys::ReleaseBuffer(buffer);
                 }
             }
-            let locked = reused.unwrap_or_else(|| Locked::read(index, pg_sys::InvalidBlockNumber, true));
+            let locked =
+                reused.unwrap_or_else(|| Locked::read(index, pg_sys::InvalidBlockNumber, true));
             pg_sys::UnlockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
             locked
         }
@@ -623,7 +693,9 @@ pub fn item_bounds(page: &[u8], offset: u16) -> Result<Option<(usize, usize)>, C
     let field = |at: usize| u16::from_le_bytes([page[at], page[at + 1]]) as usize;
     let (lower, upper, special) = (field(12), field(14), field(16));
     if !(lower <= upper && upper <= special && special <= page.len()) {
-        return Err(Corrupt(format!("page header with lower {lower}, upper {upper}, special {special}")));
+        return Err(Corrupt(format!(
+            "page header with lower {lower}, upper {upper}, special {special}"
+        )));
     }
     if offset == 0 || offset > max_offset(page) {
         return Ok(None);
@@ -631,8 +703,15 @@ pub fn item_bounds(page: &[u8], offset: u16) -> Result<Option<(usize, usize)>, C
     let at = PAGE_HEADER_SIZE + (offset as usize - 1) * 4;
     let id = u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]]);
     let (start, flags, len) = ((id & 0x7fff) as usize, (id >> 15) & 3, (id >> 17) as usize);
-    if flags != pg_sys::LP_NORMAL || len == 0 || start < upper || start % 8 != 0 || start + len > special {
-        return Err(Corrupt(format!("line pointer {offset} with offset {start}, length {len}, flags {flags}")));
+    if flags != pg_sys::LP_NORMAL
+        || len == 0
+        || start < upper
+        || start % 8 != 0
+        || start + len > special
+    {
+        return Err(Corrupt(format!(
+            "line pointer {offset} with offset {start}, length {len}, flags {flags}"
+        )));
     }
     Ok(Some((start, len)))
 }
@@ -650,7 +729,10 @@ unsafe fn page_bytes<'a>(page: pg_sys::Page) -> &'a [u8] {
 /// `page` must be a valid, locked page.
 pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<Item> {
     match item_bounds(unsafe { page_bytes(page) }, offset) {
-        Ok(bounds) => bounds.map(|(start, len)| Item { ptr: unsafe { (page as *mut u8).add(start) }, len }),
+        Ok(bounds) => bounds.map(|(start, len)| Item {
+            ptr: unsafe { (page as *mut u8).add(start) },
+            len,
+        }),
         Err(corrupt) => corrupt.raise(),
     }
 }
@@ -684,10 +766,20 @@ pub(crate) fn free_space(page: pg_sys::Page) -> usize {
 /// `page` must be writable (registered with GenericXLog, or a new page during build).
 pub unsafe fn add_item(page: pg_sys::Page, bytes: &[u8]) -> u16 {
     let offset = unsafe {
-        pg_sys::PageAddItemExtended(page, bytes.as_ptr() as pg_sys::Item, bytes.len(), pg_sys::InvalidOffsetNumber, 0)
+        pg_sys::PageAddItemExtended(
+            page,
+            bytes.as_ptr() as pg_sys::Item,
+            bytes.len(),
+            pg_sys::InvalidOffsetNumber,
+            0,
+        )
     };
     if offset == pg_sys::InvalidOffsetNumber {
-        Corrupt(format!("no room for an item of {} bytes that should fit", bytes.len())).raise();
+        Corrupt(format!(
+            "no room for an item of {} bytes that should fit",
+            bytes.len()
+        ))
+        .raise();
     }
     offset
 }
@@ -704,9 +796,17 @@ impl Xlog {
     pub(crate) fn begin(index: pg_sys::Relation, locked: &Locked, full_image: bool) -> Xlog {
         unsafe {
             let state = pg_sys::GenericXLogStart(index);
-            let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+            let flags = if full_image {
+                pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+            } else {
+                0
+            };
             let page = pg_sys::GenericXLogRegisterBuffer(state, locked.buffer, flags);
-            Xlog { state, page, blocks: vec![locked.block()] }
+            Xlog {
+                state,
+                page,
+                blocks: vec![locked.block()],
+            }
         }
     }
 
@@ -717,7 +817,11 @@ impl Xlog {
     /// Add another buffer to the same record (GenericXLog takes up to four): the changes to
     /// all of them are replayed together or not at all.
     pub(crate) fn register(&mut self, locked: &Locked, full_image: bool) -> pg_sys::Page {
-        let flags = if full_image { pg_sys::GENERIC_XLOG_FULL_IMAGE as i32 } else { 0 };
+        let flags = if full_image {
+            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+        } else {
+            0
+        };
         self.blocks.push(locked.block());
         unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, locked.buffer, flags) }
     }
@@ -765,9 +869,16 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         return Err(Corrupt("bad magic number in the metapage".into()));
     }
     if !(OLDEST_READABLE_VERSION..=VERSION).contains(&meta.version) {
-        return Err(Corrupt(format!("format version {}, this build reads {VERSION}", meta.version)));
+        return Err(Corrupt(format!(
+            "format version {}, this build reads {VERSION}",
+            meta.version
+        )));
     }
-    let (dims, m, efc) = (meta.dims as usize, meta.m as usize, meta.ef_construction as usize);
+    let (dims, m, efc) = (
+        meta.dims as usize,
+        meta.m as usize,
+        meta.ef_construction as usize,
+    );
     if dims > MAX_INDEX_DIMS
         || !(MIN_M..=MAX_M).contains(&m)
         || !(1..=MAX_EF_CONSTRUCTION).contains(&efc)
@@ -808,8 +919,16 @@ mod tests {
         let (m, level) = (4, 2);
         let mut item = encode_neighbours(m, level);
         let lists: [Vec<Tid>; 3] = [
-            (1..=8).map(|i| Tid { block: i, offset: i as u16 }).collect(),
-            vec![Tid { block: 70000, offset: 3 }],
+            (1..=8)
+                .map(|i| Tid {
+                    block: i,
+                    offset: i as u16,
+                })
+                .collect(),
+            vec![Tid {
+                block: 70000,
+                offset: 3,
+            }],
             vec![],
         ];
         for (layer, list) in lists.iter().enumerate() {
@@ -821,7 +940,12 @@ mod tests {
             assert_eq!(&out, list);
         }
         // longer than capacity is truncated; layers above the level read empty
-        let long: Vec<Tid> = (0..20).map(|i| Tid { block: i, offset: 1 }).collect();
+        let long: Vec<Tid> = (0..20)
+            .map(|i| Tid {
+                block: i,
+                offset: 1,
+            })
+            .collect();
         put_neighbours(&mut item, m, 1, &long).unwrap();
         parse_neighbours(&item, m, 1, &mut out).unwrap();
         assert_eq!(out.len(), m);
@@ -838,7 +962,9 @@ mod tests {
     /// `bytes` copied into 8-aligned memory, as items lie on a page.
     fn aligned(bytes: &[u8]) -> Vec<u64> {
         let mut out = vec![0u64; bytes.len().div_ceil(8)];
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, bytes.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, bytes.len())
+        };
         out
     }
 
@@ -856,17 +982,49 @@ mod tests {
     #[test]
     fn element_round_trip() {
         let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
-        let tids = [Tid { block: 5, offset: 2 }, Tid { block: 1 << 20, offset: 9 }];
+        let tids = [
+            Tid {
+                block: 5,
+                offset: 2,
+            },
+            Tid {
+                block: 1 << 20,
+                offset: 9,
+            },
+        ];
         let extras = fake_extras(16);
-        let bytes = encode_element(3, Tid { block: 7, offset: 4 }, &tids, &v, &extras);
+        let bytes = encode_element(
+            3,
+            Tid {
+                block: 7,
+                offset: 4,
+            },
+            &tids,
+            &v,
+            &extras,
+        );
         let words = aligned(&bytes);
         let item = as_bytes(&words, bytes.len());
         let e = parse_element(item, v.len()).unwrap().unwrap();
-        assert_eq!((e.level, e.deleted, e.neighbour_tid), (3, false, Tid { block: 7, offset: 4 }));
+        assert_eq!(
+            (e.level, e.deleted, e.neighbour_tid),
+            (
+                3,
+                false,
+                Tid {
+                    block: 7,
+                    offset: 4
+                }
+            )
+        );
         assert_eq!(e.heap_tids, tids);
         assert_eq!(e.vector, &v[..]);
         assert_eq!(e.extras, &extras[..]);
-        assert_eq!((item.as_ptr() as usize + extras_offset(v.len())) % 8, 0, "extras are MAXALIGNed");
+        assert_eq!(
+            (item.as_ptr() as usize + extras_offset(v.len())) % 8,
+            0,
+            "extras are MAXALIGNed"
+        );
         // the wrong dimension, a cut item, a level or TID count out of range: corrupt
         assert!(parse_element(item, v.len() + 4).is_err());
         assert!(parse_element(&item[..item.len() - 8], v.len()).is_err());
@@ -874,16 +1032,27 @@ mod tests {
             let mut bad = bytes.clone();
             bad[at] = value;
             let words = aligned(&bad);
-            assert!(parse_element(as_bytes(&words, bad.len()), v.len()).is_err(), "byte {at} = {value}");
+            assert!(
+                parse_element(as_bytes(&words, bad.len()), v.len()).is_err(),
+                "byte {at} = {value}"
+            );
         }
-        assert!(parse_element(&encode_neighbours(4, 0), v.len()).unwrap().is_none(), "another kind");
+        assert!(
+            parse_element(&encode_neighbours(4, 0), v.len())
+                .unwrap()
+                .is_none(),
+            "another kind"
+        );
     }
 
     #[test]
     fn sizes_fit_a_page() {
         assert!(element_size(2000, 0) <= page_usable_space() - 8);
         let directory = (directory_item_size() + 7) / 8 * 8;
-        assert!(directory + 4 + DIRECTORY_SPECIAL_SIZE <= page_usable_space(), "{directory}");
+        assert!(
+            directory + 4 + DIRECTORY_SPECIAL_SIZE <= page_usable_space(),
+            "{directory}"
+        );
         assert_eq!(directory_capacity(), 581);
         for m in [2, 16, 48, 100] {
             let top = max_level_for(m);
@@ -899,7 +1068,19 @@ mod tests {
     fn data_page(dims: usize, m: usize, level: usize) -> Vec<u64> {
         let mut page = vec![0u8; BLOCK];
         let items = [
-            encode_element(level, Tid { block: 1, offset: 2 }, &[Tid { block: 9, offset: 1 }], &vec![0.25; dims], &[]),
+            encode_element(
+                level,
+                Tid {
+                    block: 1,
+                    offset: 2,
+                },
+                &[Tid {
+                    block: 9,
+                    offset: 1,
+                }],
+                &vec![0.25; dims],
+                &[],
+            ),
             encode_neighbours(m, level),
         ];
         let mut upper = BLOCK;
@@ -907,7 +1088,8 @@ mod tests {
             upper -= item.len();
             page[upper..upper + item.len()].copy_from_slice(item);
             let id = upper as u32 | pg_sys::LP_NORMAL << 15 | (item.len() as u32) << 17;
-            page[PAGE_HEADER_SIZE + i * 4..PAGE_HEADER_SIZE + i * 4 + 4].copy_from_slice(&id.to_le_bytes());
+            page[PAGE_HEADER_SIZE + i * 4..PAGE_HEADER_SIZE + i * 4 + 4]
+                .copy_from_slice(&id.to_le_bytes());
         }
         page[12..14].copy_from_slice(&((PAGE_HEADER_SIZE + 8) as u16).to_le_bytes());
         page[14..16].copy_from_slice(&(upper as u16).to_le_bytes());

@@ -10,7 +10,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::graph::{beyond_results, offer, visit_neighbours, GraphStore, NodeId, Scored, SearchScratch, VisitedSet};
+use super::graph::{
+    beyond_results, offer, visit_neighbours, GraphStore, NodeId, Scored, SearchScratch, VisitedSet,
+};
 
 /// Largest result set a resumed search grows to (see [`ResumableSearch::next_batch`]).
 const MAX_RESUMED_EF: usize = 1000;
@@ -151,7 +153,12 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
             scratch.candidates.push(Reverse(s));
             if filter(s.id) {
                 self.passed += 1;
-                admit(&mut scratch.results, &mut self.discarded, s, self.options.ef);
+                admit(
+                    &mut scratch.results,
+                    &mut self.discarded,
+                    s,
+                    self.options.ef,
+                );
             }
         }
     }
@@ -161,20 +168,42 @@ impl<Id: NodeId, V: VisitedSet<Id>> ResumableSearch<Id, V> {
         while let Some(&Reverse(c)) = self.scratch.candidates.peek() {
             self.settle_first_batch();
             let ef = self.options.ef;
-            let Self { scratch, discarded, query, options, visited: count, passed, .. } = self;
-            let SearchScratch { visited, candidates, results, neighbours, .. } = scratch;
+            let Self {
+                scratch,
+                discarded,
+                query,
+                options,
+                visited: count,
+                passed,
+                ..
+            } = self;
+            let SearchScratch {
+                visited,
+                candidates,
+                results,
+                neighbours,
+                ..
+            } = scratch;
             if *count >= options.max_visited || beyond_results(results, ef, c) {
                 break;
             }
             candidates.pop();
-            visit_neighbours(store, visited, neighbours, c.id, 0, &mut |id| store.distance(query, id), |s| {
-                *count += 1;
-                candidates.push(Reverse(s));
-                if filter(s.id) {
-                    *passed += 1;
-                    admit(results, discarded, s, ef);
-                }
-            });
+            visit_neighbours(
+                store,
+                visited,
+                neighbours,
+                c.id,
+                0,
+                &mut |id| store.distance(query, id),
+                |s| {
+                    *count += 1;
+                    candidates.push(Reverse(s));
+                    if filter(s.id) {
+                        *passed += 1;
+                        admit(results, discarded, s, ef);
+                    }
+                },
+            );
         }
     }
 
@@ -236,17 +265,27 @@ mod tests {
     use crate::index::graph::{DenseVisited, HnswParams, MemGraph};
 
     fn line_graph(n: usize) -> MemGraph<fn(&[f32], &[f32]) -> f32> {
-        let l2: fn(&[f32], &[f32]) -> f32 = |a, b| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+        let l2: fn(&[f32], &[f32]) -> f32 =
+            |a, b| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
         let mut graph = MemGraph::new(2, HnswParams::new(8, 32), l2, 3);
         for i in 0..n {
             graph.push(&[(i % 97) as f32, (i / 97) as f32]);
         }
-        graph.build(1, &mut crate::index::graph::Unattended).unwrap();
+        graph
+            .build(1, &mut crate::index::graph::Unattended)
+            .unwrap();
         graph
     }
 
-    fn first_batch_len(graph: &MemGraph<fn(&[f32], &[f32]) -> f32>, keep: impl Fn(u32) -> bool) -> usize {
-        let mut search = ResumableSearch::new(&[40.0, 20.0], ResumableOptions::new(40), DenseVisited::new(0));
+    fn first_batch_len(
+        graph: &MemGraph<fn(&[f32], &[f32]) -> f32>,
+        keep: impl Fn(u32) -> bool,
+    ) -> usize {
+        let mut search = ResumableSearch::new(
+            &[40.0, 20.0],
+            ResumableOptions::new(40),
+            DenseVisited::new(0),
+        );
         let mut out = Vec::new();
         search.next_batch(graph, keep, &mut out)
     }
@@ -255,9 +294,21 @@ mod tests {
     fn first_batch_narrows_only_under_a_selective_filter() {
         let graph = line_graph(5000);
         assert_eq!(first_batch_len(&graph, |_| true), 40, "no filter: full ef");
-        assert_eq!(first_batch_len(&graph, |id| id % 10 != 3), 40, "90% pass: full ef");
-        assert_eq!(first_batch_len(&graph, |id| id % 10 == 3), 20, "10% pass: half");
-        assert_eq!(first_batch_len(&graph, |id| id % 100 == 3), 20, "1% pass: half");
+        assert_eq!(
+            first_batch_len(&graph, |id| id % 10 != 3),
+            40,
+            "90% pass: full ef"
+        );
+        assert_eq!(
+            first_batch_len(&graph, |id| id % 10 == 3),
+            20,
+            "10% pass: half"
+        );
+        assert_eq!(
+            first_batch_len(&graph, |id| id % 100 == 3),
+            20,
+            "1% pass: half"
+        );
         assert_eq!(narrowed_ef(40), 20);
         assert_eq!(narrowed_ef(12), 10);
         assert_eq!(narrowed_ef(4), 4);

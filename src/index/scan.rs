@@ -27,12 +27,15 @@ use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDE
 use super::page::{self, Locked, Tid};
 use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
-use std::cell::{Cell, RefCell};
 use crate::vector::half::index_elements;
+use std::cell::{Cell, RefCell};
 
 enum Mode {
     /// The graph search; with a filter served by a directory, its switch to the exact path.
-    Graph(Box<ResumableSearch<Tid, HashVisited<Tid>>>, Option<Box<Switch>>),
+    Graph(
+        Box<ResumableSearch<Tid, HashVisited<Tid>>>,
+        Option<Box<Switch>>,
+    ),
     /// A filter's matches, ranked exactly.
     Exact(Box<ExactPass>),
     /// Physical order from this block on.
@@ -91,7 +94,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             batch: Vec::new(),
         };
         // Dropped with the executor's memory context, also when the query fails.
-        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut std::ffi::c_void;
+        (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state)
+            as *mut std::ffi::c_void;
         scan
     }
 }
@@ -141,7 +145,10 @@ pub unsafe extern "C-unwind" fn amrescan(
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _direction: pg_sys::ScanDirection::Type) -> bool {
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    _direction: pg_sys::ScanDirection::Type,
+) -> bool {
     unsafe {
         let index = (*scan).indexRelation;
         let state = &mut *((*scan).opaque as *mut ScanState);
@@ -174,7 +181,9 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
         Mode::Sequential(block) => {
-            let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) };
+            let blocks = unsafe {
+                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM)
+            };
             if *block >= blocks {
                 state.mode = Some(Mode::Done);
                 return false;
@@ -194,21 +203,37 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         Mode::Graph(search, switch) => {
             state.batch.clear();
             // Past its cap the search would only hand out the rest of what it found: switch.
-            let capped = switch.as_ref().is_some_and(|switch| search.visited() >= switch.at);
+            let capped = switch
+                .as_ref()
+                .is_some_and(|switch| search.visited() >= switch.at);
             let found = match state.filter.as_mut() {
                 _ if capped => 0,
                 None => search.next_batch(&store, |_| true, &mut state.batch),
                 Some(filter) => {
-                    let filtered = FilteredStore { store: &store, filter: RefCell::new(filter), last: Cell::new(None) };
+                    let filtered = FilteredStore {
+                        store: &store,
+                        filter: RefCell::new(filter),
+                        last: Cell::new(None),
+                    };
                     search.next_batch(&filtered, |id| filtered.passes(id), &mut state.batch)
                 }
             };
             if found == 0 {
                 if let Some(switch) = switch.take() {
-                    let Switch { candidates, returned, .. } = *switch;
+                    let Switch {
+                        candidates,
+                        returned,
+                        ..
+                    } = *switch;
                     LAST_PATH.set("graph, then exact");
-                    let query = state.query.as_deref().and_then(|q| store.metric.prepare(q)).expect("a graph search has a query");
-                    state.mode = Some(Mode::Exact(Box::new(ExactPass::new(&query, candidates, returned))));
+                    let query = state
+                        .query
+                        .as_deref()
+                        .and_then(|q| store.metric.prepare(q))
+                        .expect("a graph search has a query");
+                    state.mode = Some(Mode::Exact(Box::new(ExactPass::new(
+                        &query, candidates, returned,
+                    ))));
                     return true;
                 }
                 let limit = MAX_SCAN_TUPLES.get() as usize;
@@ -255,12 +280,27 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
     let mut switch = None;
     match filter.map(|filter| plan_filtered(store, filter)) {
         Some(FilterPlan::Exact(candidates)) => {
-            LAST_PATH.set(if matches!(candidates, Candidates::Listed(_)) { "directory" } else { "exact" });
-            return Mode::Exact(Box::new(ExactPass::new(&prepared, candidates, HashSet::new())));
+            LAST_PATH.set(if matches!(candidates, Candidates::Listed(_)) {
+                "directory"
+            } else {
+                "exact"
+            });
+            return Mode::Exact(Box::new(ExactPass::new(
+                &prepared,
+                candidates,
+                HashSet::new(),
+            )));
         }
-        Some(FilterPlan::Graph { candidates, switch_at }) => {
+        Some(FilterPlan::Graph {
+            candidates,
+            switch_at,
+        }) => {
             max_visited = max_visited.min(switch_at);
-            switch = Some(Box::new(Switch { candidates, at: max_visited, returned: HashSet::new() }));
+            switch = Some(Box::new(Switch {
+                candidates,
+                at: max_visited,
+                returned: HashSet::new(),
+            }));
         }
         Some(FilterPlan::GraphOnly) | None => {}
     }
@@ -270,14 +310,24 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         strict: STRICT_ORDER.get(),
         ..ResumableOptions::new(EF_SEARCH.get() as usize)
     };
-    Mode::Graph(Box::new(ResumableSearch::new(&prepared, options, HashVisited::default())), switch)
+    Mode::Graph(
+        Box::new(ResumableSearch::new(
+            &prepared,
+            options,
+            HashVisited::default(),
+        )),
+        switch,
+    )
 }
 
 /// The path of a filtered scan (see the module comment).
 enum FilterPlan {
     Exact(Candidates),
     /// The graph search, handing over to the exact path after `switch_at` visited elements.
-    Graph { candidates: Candidates, switch_at: usize },
+    Graph {
+        candidates: Candidates,
+        switch_at: usize,
+    },
     /// No directory (or `xhnsw.exact_filter_limit = 0`): the graph search alone.
     GraphOnly,
 }
@@ -296,27 +346,49 @@ fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
         return FilterPlan::GraphOnly;
     }
     let tags = filter.tag_filter().clone();
-    let survey = directory::survey(store.index, &store.meta, |tag| tags.may_match(tag), limit + 1, SAMPLE);
+    let survey = directory::survey(
+        store.index,
+        &store.meta,
+        |tag| tags.may_match(tag),
+        limit + 1,
+        SAMPLE,
+    );
     if survey.count <= limit {
         return FilterPlan::Exact(Candidates::Listed(survey.first));
     }
-    let passed = survey.sample.iter().filter(|&&id| store.with_element(id, |e| !e.deleted && filter.matches(e.extras)) == Some(true)).count();
+    let passed = survey
+        .sample
+        .iter()
+        .filter(|&&id| {
+            store.with_element(id, |e| !e.deleted && filter.matches(e.extras)) == Some(true)
+        })
+        .count();
     let matches = survey.count as f64 * passed as f64 / survey.sample.len().max(1) as f64;
     let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
     let candidates = Candidates::Directory(tags);
     if graph >= survey.count as f64 {
         return FilterPlan::Exact(candidates);
     }
-    FilterPlan::Graph { candidates, switch_at: survey.count }
+    FilterPlan::Graph {
+        candidates,
+        switch_at: survey.count,
+    }
 }
 
 /// Heap TIDs of every live element on one page that passes the filter.
-fn collect_page(store: &PageStore, block: u32, mut filter: Option<&mut KeyFilter>, out: &mut VecDeque<Tid>) {
+fn collect_page(
+    store: &PageStore,
+    block: u32,
+    mut filter: Option<&mut KeyFilter>,
+    out: &mut VecDeque<Tid>,
+) {
     let locked = Locked::read(store.index, block, false);
     unsafe {
         let max = page::page_max_offset(locked.page());
         for offset in 1..=max {
-            let Some(item) = page::item_ptr(locked.page(), offset) else { continue };
+            let Some(item) = page::item_ptr(locked.page(), offset) else {
+                continue;
+            };
             if !page::is_element(item) {
                 continue;
             }
@@ -343,7 +415,10 @@ impl FilteredStore<'_> {
     fn passes(&self, id: Tid) -> bool {
         match self.last.get() {
             Some((last, passes)) if last == id => passes,
-            _ => self.store.with_element(id, |e| self.filter.borrow_mut().matches(e.extras)).unwrap_or(false),
+            _ => self
+                .store
+                .with_element(id, |e| self.filter.borrow_mut().matches(e.extras))
+                .unwrap_or(false),
         }
     }
 }
@@ -354,7 +429,8 @@ impl GraphStore for FilteredStore<'_> {
     fn distance(&self, query: &[f32], id: Tid) -> f32 {
         self.store
             .with_element(id, |e| {
-                self.last.set(Some((id, self.filter.borrow_mut().matches(e.extras))));
+                self.last
+                    .set(Some((id, self.filter.borrow_mut().matches(e.extras))));
                 self.store.metric.distance(query, e.vector)
             })
             .unwrap_or(f32::INFINITY)

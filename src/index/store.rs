@@ -73,12 +73,16 @@ impl PageStore {
     /// level above what `m` allows and an invalid neighbour item address included.
     fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<page::ElementData<'a>> {
         unsafe {
-            let item = page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
+            let item =
+                page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
             let element = page::decode_element(item, self.dims)?;
             // (An invalid block would read as P_NEW: a read that extends the relation.)
             if element.level > page::max_level_for(self.m) || !element.neighbour_tid.is_valid() {
-                page::Corrupt(format!("element at level {} for m = {}, neighbours at {:?}", element.level, self.m, element.neighbour_tid))
-                    .raise();
+                page::Corrupt(format!(
+                    "element at level {} for m = {}, neighbours at {:?}",
+                    element.level, self.m, element.neighbour_tid
+                ))
+                .raise();
             }
             Some(element)
         }
@@ -115,10 +119,18 @@ impl PageStore {
         Some(neighbour_tid)
     }
 
-    fn write_list(&self, neighbour_tid: Tid, level: usize, list: &[Tid], expect: Option<&[Tid]>) -> bool {
+    fn write_list(
+        &self,
+        neighbour_tid: Tid,
+        level: usize,
+        list: &[Tid],
+        expect: Option<&[Tid]>,
+    ) -> bool {
         let locked = Locked::read(self.index, neighbour_tid.block, true);
         unsafe {
-            let Some(current_item) = page::item_ptr(locked.page(), neighbour_tid.offset) else { return false };
+            let Some(current_item) = page::item_ptr(locked.page(), neighbour_tid.offset) else {
+                return false;
+            };
             if let Some(expected) = expect {
                 let mut now = Vec::new();
                 page::read_neighbours(current_item, self.m, level, &mut now);
@@ -140,11 +152,14 @@ impl GraphStore for PageStore {
     type Id = Tid;
 
     fn distance(&self, query: &[f32], id: Tid) -> f32 {
-        self.with_element(id, |e| self.metric.distance(query, e.vector)).unwrap_or(f32::INFINITY)
+        self.with_element(id, |e| self.metric.distance(query, e.vector))
+            .unwrap_or(f32::INFINITY)
     }
 
     fn distance_between(&self, a: Tid, b: Tid) -> f32 {
-        let Some(first) = self.with_element(a, |e| e.vector.to_vec()) else { return f32::INFINITY };
+        let Some(first) = self.with_element(a, |e| e.vector.to_vec()) else {
+            return f32::INFINITY;
+        };
         self.distance(&first, b)
     }
 
@@ -157,7 +172,10 @@ impl GraphStore for PageStore {
     }
 
     fn entry_point(&self) -> Option<EntryPoint<Tid>> {
-        self.meta.entry.is_valid().then_some(EntryPoint { id: self.meta.entry, level: self.meta.entry_level as usize })
+        self.meta.entry.is_valid().then_some(EntryPoint {
+            id: self.meta.entry,
+            level: self.meta.entry_level as usize,
+        })
     }
 
     fn is_deleted(&self, id: Tid) -> bool {
@@ -200,7 +218,9 @@ impl GraphStoreMut for PageStore {
         F: FnOnce(&Self, &mut Vec<Tid>) -> bool,
     {
         let mut before = Vec::new();
-        let Some(neighbour_tid) = self.read_list(id, level, &mut before) else { return };
+        let Some(neighbour_tid) = self.read_list(id, level, &mut before) else {
+            return;
+        };
         let mut list = before.clone();
         if f(self, &mut list) {
             self.write_list(neighbour_tid, level, &list, Some(&before));

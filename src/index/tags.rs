@@ -26,7 +26,11 @@ struct TagColumn {
 
 impl TagColumn {
     fn mask(&self) -> u64 {
-        (if self.width == 64 { u64::MAX } else { (1u64 << self.width) - 1 }) << self.shift
+        (if self.width == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.width) - 1
+        }) << self.shift
     }
 
     /// The column's share of the tag for one value.
@@ -52,8 +56,20 @@ impl TagColumn {
         unsafe {
             let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
             let (mut elems, mut nulls, mut n) = (std::ptr::null_mut(), std::ptr::null_mut(), 0);
-            pg_sys::deconstruct_array(array, self.elem, self.len as i32, self.byval, self.align, &mut elems, &mut nulls, &mut n);
-            (0..n as usize).filter(|&i| !*nulls.add(i)).map(|i| *elems.add(i)).collect()
+            pg_sys::deconstruct_array(
+                array,
+                self.elem,
+                self.len as i32,
+                self.byval,
+                self.align,
+                &mut elems,
+                &mut nulls,
+                &mut n,
+            );
+            (0..n as usize)
+                .filter(|&i| !*nulls.add(i))
+                .map(|i| *elems.add(i))
+                .collect()
         }
     }
 }
@@ -116,7 +132,9 @@ impl TagColumns {
     /// Can tags check a clause with this strategy on this index column?
     pub fn checks(&self, index_column: usize, strategy: u16) -> bool {
         match self.columns.get(index_column).copied().flatten() {
-            Some(column) if column.array => matches!(strategy, ARRAY_OVERLAP | ARRAY_CONTAINS | ARRAY_EQUAL),
+            Some(column) if column.array => {
+                matches!(strategy, ARRAY_OVERLAP | ARRAY_CONTAINS | ARRAY_EQUAL)
+            }
             Some(_) => strategy == SCALAR_EQUAL,
             None => false,
         }
@@ -124,17 +142,32 @@ impl TagColumns {
 
     /// The tag test of one scan key (its right-hand sides: several for `= ANY`, none for
     /// NULL); None when tags cannot check it.
-    pub fn test(&self, index_column: usize, strategy: u16, arguments: &[pg_sys::Datum]) -> Option<TagTest> {
+    pub fn test(
+        &self,
+        index_column: usize,
+        strategy: u16,
+        arguments: &[pg_sys::Datum],
+    ) -> Option<TagTest> {
         if !self.checks(index_column, strategy) {
             return None;
         }
         let column = self.columns[index_column].expect("checked above");
         if !column.array {
             let mask = column.mask();
-            return Some(arguments.iter().map(|&a| (mask, column.bits(index_column, a))).collect());
+            return Some(
+                arguments
+                    .iter()
+                    .map(|&a| (mask, column.bits(index_column, a)))
+                    .collect(),
+            );
         }
-        let [array] = arguments[..] else { return Some(Vec::new()) };
-        let bits: Vec<u64> = unsafe { column.values(array) }.into_iter().map(|v| column.bits(index_column, v)).collect();
+        let [array] = arguments[..] else {
+            return Some(Vec::new());
+        };
+        let bits: Vec<u64> = unsafe { column.values(array) }
+            .into_iter()
+            .map(|v| column.bits(index_column, v))
+            .collect();
         Some(match strategy {
             ARRAY_OVERLAP => bits.into_iter().map(|b| (b, b)).collect(),
             _ => {
@@ -159,7 +192,9 @@ impl TagFilter {
         let mut single = Some((0u64, 0u64));
         for test in &tests {
             single = match (single, &test[..]) {
-                (Some((mask, expected)), &[(m, e)]) if mask & m == 0 => Some((mask | m, expected | e)),
+                (Some((mask, expected)), &[(m, e)]) if mask & m == 0 => {
+                    Some((mask | m, expected | e))
+                }
                 _ => None,
             };
         }
@@ -171,7 +206,11 @@ impl TagFilter {
     pub fn may_match(&self, tag: u64) -> bool {
         match self.single {
             Some((mask, expected)) => tag & mask == expected,
-            None => self.tests.iter().all(|alternatives| alternatives.iter().any(|&(mask, expected)| tag & mask == expected)),
+            None => self.tests.iter().all(|alternatives| {
+                alternatives
+                    .iter()
+                    .any(|&(mask, expected)| tag & mask == expected)
+            }),
         }
     }
 }
@@ -179,16 +218,36 @@ impl TagFilter {
 fn tag_column(typid: pg_sys::Oid, collation: pg_sys::Oid) -> Option<TagColumn> {
     unsafe {
         let element = pg_sys::get_element_type(typid);
-        let (array, elem) = if element != pg_sys::InvalidOid { (true, element) } else { (false, typid) };
+        let (array, elem) = if element != pg_sys::InvalidOid {
+            (true, element)
+        } else {
+            (false, typid)
+        };
         let by_bytes = [pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&elem);
-        let by_value = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::DATEOID, pg_sys::TIMESTAMPTZOID].contains(&elem);
-        let deterministic = collation != pg_sys::InvalidOid && pg_sys::get_collation_isdeterministic(collation);
+        let by_value = [
+            pg_sys::INT2OID,
+            pg_sys::INT4OID,
+            pg_sys::INT8OID,
+            pg_sys::DATEOID,
+            pg_sys::TIMESTAMPTZOID,
+        ]
+        .contains(&elem);
+        let deterministic =
+            collation != pg_sys::InvalidOid && pg_sys::get_collation_isdeterministic(collation);
         if !(by_value || by_bytes && deterministic) {
             return None;
         }
         let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
         pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
-        Some(TagColumn { array, elem, len, byval, align, shift: 0, width: 64 })
+        Some(TagColumn {
+            array,
+            elem,
+            len,
+            byval,
+            align,
+            shift: 0,
+            width: 64,
+        })
     }
 }
 
@@ -205,7 +264,10 @@ unsafe fn value_hash(column: usize, elem: pg_sys::Oid, value: pg_sys::Datum) -> 
         unsafe {
             let text = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
             let len = pgrx::varlena::varsize_any_exhdr(text);
-            bytes_hash(column, std::slice::from_raw_parts(pgrx::varlena::vardata_any(text) as *const u8, len))
+            bytes_hash(
+                column,
+                std::slice::from_raw_parts(pgrx::varlena::vardata_any(text) as *const u8, len),
+            )
         }
     }
 }
@@ -249,7 +311,15 @@ mod tests {
     use super::*;
 
     fn column(array: bool, shift: u32, width: u32) -> TagColumn {
-        TagColumn { array, elem: pg_sys::INT4OID, len: 4, byval: true, align: b'i' as _, shift, width }
+        TagColumn {
+            array,
+            elem: pg_sys::INT4OID,
+            len: 4,
+            byval: true,
+            align: b'i' as _,
+            shift,
+            width,
+        }
     }
 
     #[test]
@@ -261,26 +331,44 @@ mod tests {
             assert_eq!(y & !b.mask(), 0);
         }
         // 1,000 values in 21 bits: distinct fingerprints for nearly all of them
-        let distinct: std::collections::HashSet<u64> = (0..1000).map(|v| a.share(integer_hash(1, v))).collect();
+        let distinct: std::collections::HashSet<u64> =
+            (0..1000).map(|v| a.share(integer_hash(1, v))).collect();
         assert!(distinct.len() >= 998, "{}", distinct.len());
     }
 
     #[test]
     fn equality_and_overlap_tests_accept_the_right_tags() {
         let (scalar, array) = (column(false, 0, 32), column(true, 32, 32));
-        let (s, a) = (|v| scalar.share(integer_hash(1, v)), |v| array.share(integer_hash(2, v)));
+        let (s, a) = (
+            |v| scalar.share(integer_hash(1, v)),
+            |v| array.share(integer_hash(2, v)),
+        );
         let tag = s(7) | a(3) | a(5);
         let equal = |v| vec![(scalar.mask(), s(v))];
-        let overlap = |vs: &[i64]| vs.iter().map(|&v| a(v)).map(|b| (b, b)).collect::<TagTest>();
+        let overlap = |vs: &[i64]| {
+            vs.iter()
+                .map(|&v| a(v))
+                .map(|b| (b, b))
+                .collect::<TagTest>()
+        };
         let may_match = |tests: Vec<TagTest>| TagFilter::new(tests).may_match(tag);
         assert!(may_match(vec![equal(7)]));
         assert!(!may_match(vec![equal(8)]));
         assert!(may_match(vec![equal(7), overlap(&[9, 5])]));
         assert!(!may_match(vec![equal(7), overlap(&[9, 11])]));
-        assert!(may_match(vec![equal(7), overlap(&[5])]), "one alternative each: the single-mask path");
+        assert!(
+            may_match(vec![equal(7), overlap(&[5])]),
+            "one alternative each: the single-mask path"
+        );
         assert!(!may_match(vec![equal(7), overlap(&[11])]));
-        assert!(!may_match(vec![equal(7), equal(8)]), "two tests on the same bits take the general path");
-        assert!(!may_match(vec![Vec::new()]), "a test with no alternatives (col = NULL) passes nothing");
+        assert!(
+            !may_match(vec![equal(7), equal(8)]),
+            "two tests on the same bits take the general path"
+        );
+        assert!(
+            !may_match(vec![Vec::new()]),
+            "a test with no alternatives (col = NULL) passes nothing"
+        );
         assert!(may_match(Vec::new()), "no tests: every tag may match");
     }
 }

@@ -19,7 +19,10 @@
 
 use pgrx::prelude::*;
 
-use super::graph::{reach_layer0, relink, repair_node, EntryPoint, GraphStore, GraphStoreMut, HashVisited, HnswParams, SearchScratch, VisitedSet};
+use super::graph::{
+    reach_layer0, relink, repair_node, EntryPoint, GraphStore, GraphStoreMut, HashVisited,
+    HnswParams, SearchScratch, VisitedSet,
+};
 use super::insert::params_of;
 use super::page::{self, Locked, Tid, Xlog, META_BLOCK};
 use super::store::PageStore;
@@ -92,7 +95,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     }
 }
 
-unsafe fn ensure_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+unsafe fn ensure_stats(
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
         unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ }
     } else {
@@ -117,17 +122,27 @@ fn block_count(index: pg_sys::Relation) -> u32 {
 }
 
 fn out_of_memory() -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY, "xhnsw: out of memory for VACUUM's graph repair");
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+        "xhnsw: out of memory for VACUUM's graph repair"
+    );
 }
 
 /// Run `f` on every element of the index (a share lock on one page at a time).
-fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(Tid, &page::ElementData, pg_sys::Page)) {
+fn for_each_element(
+    index: pg_sys::Relation,
+    dims: usize,
+    mut f: impl FnMut(Tid, &page::ElementData, pg_sys::Page),
+) {
     for block in 1..block_count(index) {
         vacuum_delay_point();
         let locked = Locked::read(index, block, false);
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
         for offset in 1..=max {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else { continue };
+            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
+                continue;
+            };
             if !page::is_element(item) {
                 continue;
             }
@@ -140,7 +155,12 @@ fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(Tid,
 
 /// Does the layer-0 list of this element's neighbour item hold anything? (An unlinked deleted
 /// element's lists are empty.) None when the item is on another page than `page`.
-fn has_links(page: pg_sys::Page, block: u32, element: &page::ElementData, m: usize) -> Option<bool> {
+fn has_links(
+    page: pg_sys::Page,
+    block: u32,
+    element: &page::ElementData,
+    m: usize,
+) -> Option<bool> {
     if element.neighbour_tid.block != block {
         return None;
     }
@@ -155,7 +175,13 @@ fn has_links(page: pg_sys::Page, block: u32, element: &page::ElementData, m: usi
 /// list the deleted elements still linked.
 fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
     let store = PageStore::open(index);
-    let mut census = Census { to_unlink: Vec::new(), top: None, live_elements: 0, live_tids: 0.0, removed_tids: 0.0 };
+    let mut census = Census {
+        to_unlink: Vec::new(),
+        top: None,
+        live_elements: 0,
+        live_tids: 0.0,
+        removed_tids: 0.0,
+    };
     let unlink = |census: &mut Census, id: Tid| {
         if census.to_unlink.try_reserve(1).is_err() {
             out_of_memory();
@@ -171,11 +197,15 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
         for offset in 1..=max {
             let id = Tid { block, offset };
             let page_now = xlog.as_ref().map_or(locked.page(), |x| x.page());
-            let Some(item) = (unsafe { page::item_ptr(page_now, offset) }) else { continue };
+            let Some(item) = (unsafe { page::item_ptr(page_now, offset) }) else {
+                continue;
+            };
             if !page::is_element(item) {
                 continue;
             }
-            let Some(element) = (unsafe { page::decode_element(item, store.dims) }) else { continue };
+            let Some(element) = (unsafe { page::decode_element(item, store.dims) }) else {
+                continue;
+            };
             if element.deleted {
                 match has_links(page_now, block, &element, store.m) {
                     Some(true) => unlink(&mut census, id),
@@ -184,7 +214,12 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
                 }
                 continue;
             }
-            let keep: Vec<Tid> = element.heap_tids.iter().copied().filter(|t| !dead(*t)).collect();
+            let keep: Vec<Tid> = element
+                .heap_tids
+                .iter()
+                .copied()
+                .filter(|t| !dead(*t))
+                .collect();
             census.removed_tids += (element.heap_tids.len() - keep.len()) as f64;
             census.live_tids += keep.len() as f64;
             if keep.len() != element.heap_tids.len() {
@@ -232,11 +267,15 @@ fn repair(index: pg_sys::Relation, census: &Census) {
         let locked = Locked::read(index, block, false);
         let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
         for offset in 1..=max {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else { continue };
+            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
+                continue;
+            };
             if !page::is_element(item) {
                 continue;
             }
-            let Some(element) = (unsafe { page::decode_element(item, repair.store.dims) }) else { continue };
+            let Some(element) = (unsafe { page::decode_element(item, repair.store.dims) }) else {
+                continue;
+            };
             if element.deleted {
                 continue;
             }
@@ -245,7 +284,11 @@ fn repair(index: pg_sys::Relation, census: &Census) {
                 elsewhere.push(id);
                 continue;
             }
-            let Some(lists) = (unsafe { page::item_ptr(locked.page(), element.neighbour_tid.offset) }) else { continue };
+            let Some(lists) =
+                (unsafe { page::item_ptr(locked.page(), element.neighbour_tid.offset) })
+            else {
+                continue;
+            };
             let linked = (0..=element.level).any(|level| {
                 unsafe { page::read_neighbours(lists, m, level, &mut list) };
                 list.iter().any(|&n| census.is_deleted(n))
@@ -301,7 +344,14 @@ impl<'a> Repair<'a> {
         if batch.try_reserve_exact(BATCH).is_err() {
             out_of_memory();
         }
-        Repair { census, store: pages, scratch: SearchScratch::new(), params, batch, rewritten: 0 }
+        Repair {
+            census,
+            store: pages,
+            scratch: SearchScratch::new(),
+            params,
+            batch,
+            rewritten: 0,
+        }
     }
 
     /// Run `f` holding the lock that inserts share, with a fresh view of the metapage; then,
@@ -318,7 +368,9 @@ impl<'a> Repair<'a> {
     /// A deleted entry point is replaced by the live element of the highest level.
     fn replace_entry_point(&mut self) {
         let entry = self.store.entry_point();
-        if entry.is_none_or(|e| self.census.is_deleted(e.id) || self.store.element_info(e.id).is_none_or(|i| i.deleted)) {
+        if entry.is_none_or(|e| {
+            self.census.is_deleted(e.id) || self.store.element_info(e.id).is_none_or(|i| i.deleted)
+        }) {
             let top = self.census.top.map(|(level, id)| EntryPoint { id, level });
             self.store.set_entry_point(top);
         }
@@ -329,7 +381,10 @@ impl<'a> Repair<'a> {
         let batch = std::mem::take(&mut self.batch);
         for &id in &batch {
             pgrx::check_for_interrupts!();
-            self.rewritten += repair_node(&mut self.store, &mut self.scratch, &self.params, id, &|n| census.is_deleted(n));
+            self.rewritten +=
+                repair_node(&mut self.store, &mut self.scratch, &self.params, id, &|n| {
+                    census.is_deleted(n)
+                });
         }
         self.batch = batch;
         self.batch.clear();
@@ -337,10 +392,16 @@ impl<'a> Repair<'a> {
 
     fn relink_batch(&mut self) {
         let lost = std::mem::take(&mut self.batch);
-        relink(&mut self.store, &mut self.scratch, &self.params, &lost, &mut || {
-            pgrx::check_for_interrupts!();
-            false
-        });
+        relink(
+            &mut self.store,
+            &mut self.scratch,
+            &self.params,
+            &lost,
+            &mut || {
+                pgrx::check_for_interrupts!();
+                false
+            },
+        );
         self.batch = lost;
         self.batch.clear();
     }
@@ -349,7 +410,9 @@ impl<'a> Repair<'a> {
     fn relink_unreachable(&mut self) {
         let index = self.store.index;
         self.store.meta = page::read_meta_of(index);
-        let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else { out_of_memory() };
+        let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else {
+            out_of_memory()
+        };
         reach_layer0(&self.store, &mut reached, vacuum_delay_point);
         let mut lost = Vec::new();
         for_each_element(index, self.store.dims, |id, element, _| {

@@ -7,14 +7,21 @@ use super::datum::Xvector;
 use super::error::{OrRaise, VectorError, VectorResult};
 use super::validate::{check_all, check_dim_count, to_f32_checked, MAX_DIM};
 
-fn from_elements(elements: impl Iterator<Item = Option<f64>>, ndim: i32, typmod: i32) -> VectorResult<Vec<f32>> {
+fn from_elements(
+    elements: impl Iterator<Item = Option<f64>>,
+    ndim: i32,
+    typmod: i32,
+) -> VectorResult<Vec<f32>> {
     if ndim > 1 {
         return Err(VectorError::data("array must be 1-D"));
     }
     let mut values = Vec::new();
     for element in elements {
         let value = element.ok_or_else(|| {
-            VectorError::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls")
+            VectorError::new(
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "array must not contain nulls",
+            )
         })?;
         // NaN and infinity get their own message; finite values too large for real overflow.
         if !value.is_finite() {

@@ -15,7 +15,12 @@ pub fn encode(values: &[f32]) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> VectorResult<Vec<f32>> {
-    let malformed = || VectorError::new(pgrx::PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION, "malformed binary xvector");
+    let malformed = || {
+        VectorError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            "malformed binary xvector",
+        )
+    };
     if bytes.len() < 4 {
         return Err(malformed());
     }
@@ -23,13 +28,18 @@ pub fn decode(bytes: &[u8]) -> VectorResult<Vec<f32>> {
     let unused = u16::from_be_bytes([bytes[2], bytes[3]]);
     check_dim_count(dim)?;
     if unused != 0 {
-        return Err(VectorError::data("expected unused to be 0, not ".to_string() + &unused.to_string()));
+        return Err(VectorError::data(
+            "expected unused to be 0, not ".to_string() + &unused.to_string(),
+        ));
     }
     let body = &bytes[4..];
     if body.len() != dim * 4 {
         return Err(malformed());
     }
-    let values: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values: Vec<f32> = body
+        .chunks_exact(4)
+        .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     check_finite(&values)?;
     Ok(values)
 }
@@ -44,7 +54,10 @@ mod tests {
         let bytes = encode(&values);
         assert_eq!(bytes.len(), 4 + 16);
         let back = decode(&bytes).unwrap();
-        assert_eq!(values.map(f32::to_bits).to_vec(), back.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            values.map(f32::to_bits).to_vec(),
+            back.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert_eq!(encode(&back), bytes);
     }
 
@@ -55,7 +68,10 @@ mod tests {
         assert!(decode(&[0, 0, 0, 0]).is_err());
         let mut nan = encode(&[1.0]);
         nan[4..].copy_from_slice(&f32::NAN.to_be_bytes());
-        assert_eq!(decode(&nan).unwrap_err().message, "NaN not allowed in xvector");
+        assert_eq!(
+            decode(&nan).unwrap_err().message,
+            "NaN not allowed in xvector"
+        );
     }
 
     // Fuzzing (fuzz/README.md): any bytes decode to a valid vector that encodes back to the same

@@ -43,7 +43,9 @@ impl Xvector {
             (*raw).dim = values.len() as u16;
             let data = (raw as *mut u8).add(HEADER_SIZE) as *mut f32;
             std::ptr::copy_nonoverlapping(values.as_ptr(), data, values.len());
-            Xvector { ptr: NonNull::new_unchecked(raw) }
+            Xvector {
+                ptr: NonNull::new_unchecked(raw),
+            }
         }
     }
 
@@ -69,7 +71,11 @@ impl Xvector {
     pub unsafe fn from_datum_value(datum: pg_sys::Datum) -> Xvector {
         let raw = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) } as *mut Header;
         let Some(ptr) = NonNull::new(raw) else {
-            VectorError::new(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, "corrupt xvector value").raise();
+            VectorError::new(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                "corrupt xvector value",
+            )
+            .raise();
         };
         let value = Xvector { ptr };
         let total = unsafe { (ptr.as_ref().varlena_len >> 2) as usize };
@@ -81,7 +87,11 @@ impl Xvector {
 }
 
 impl FromDatum for Xvector {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
         if is_null {
             None
         } else {
@@ -117,7 +127,8 @@ unsafe impl BoxRet for Xvector {
 unsafe impl SqlTranslatable for Xvector {
     const TYPE_IDENT: &'static str = concat!(module_path!(), "::Xvector");
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("xvector"));
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        Ok(SqlMappingRef::literal("xvector"));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
         Ok(ReturnsRef::One(SqlMappingRef::literal("xvector")));
 }

@@ -14,7 +14,11 @@ pub struct VectorError {
 
 impl VectorError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        VectorError { code, message: message.into(), detail: None }
+        VectorError {
+            code,
+            message: message.into(),
+            detail: None,
+        }
     }
 
     pub fn data(message: impl Into<String>) -> Self {
@@ -29,7 +33,10 @@ impl VectorError {
     }
 
     pub fn overflow() -> Self {
-        Self::new(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow")
+        Self::new(
+            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            "value out of range: overflow",
+        )
     }
 
     pub fn dimension_mismatch(a: usize, b: usize) -> Self {

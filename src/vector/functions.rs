@@ -27,7 +27,12 @@ fn vector_dims(vector: Xvector) -> i32 {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn l2_norm(vector: Xvector) -> f64 {
-    vector.as_slice().iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt()
+    vector
+        .as_slice()
+        .iter()
+        .map(|v| (*v as f64) * (*v as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Unit-length copy; a zero vector stays zero (as pgvector).
@@ -37,7 +42,11 @@ fn l2_normalize(vector: Xvector) -> Xvector {
     if norm == 0.0 {
         return vector;
     }
-    let values: Vec<f32> = vector.as_slice().iter().map(|v| (*v as f64 / norm) as f32).collect();
+    let values: Vec<f32> = vector
+        .as_slice()
+        .iter()
+        .map(|v| (*v as f64 / norm) as f32)
+        .collect();
     Xvector::from_slice(&values)
 }
 
@@ -69,7 +78,12 @@ fn elementwise(a: &Xvector, b: &Xvector, op: impl Fn(f32, f32) -> f32) -> Vector
     if a.dim() != b.dim() {
         return Err(VectorError::dimension_mismatch(a.dim(), b.dim()));
     }
-    let values: Vec<f32> = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| op(*x, *y)).collect();
+    let values: Vec<f32> = a
+        .as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| op(*x, *y))
+        .collect();
     if check_finite(&values).is_err() {
         return Err(VectorError::overflow());
     }
@@ -104,7 +118,10 @@ pub fn multiply(a: &[f32], b: &[f32]) -> VectorResult<Vec<f32>> {
             return Err(VectorError::overflow());
         }
         if r == 0.0 && *x != 0.0 && *y != 0.0 {
-            return Err(VectorError::new(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: underflow"));
+            return Err(VectorError::new(
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                "value out of range: underflow",
+            ));
         }
         out.push(r);
     }
@@ -210,7 +227,10 @@ mod tests {
         assert_eq!(subvector_range(5, -1, 3).unwrap(), 0..1);
         assert_eq!(subvector_range(5, 3, 9).unwrap(), 2..5);
         assert_eq!(subvector_range(5, 3, i32::MAX).unwrap(), 2..5);
-        assert_eq!(subvector_range(5, i32::MIN, i32::MAX).unwrap_err().message, "xvector must have at least 1 dimension");
+        assert_eq!(
+            subvector_range(5, i32::MIN, i32::MAX).unwrap_err().message,
+            "xvector must have at least 1 dimension"
+        );
         for (start, count) in [(3, 0), (3, -1), (6, 1), (-1, 2), (i32::MAX, 1)] {
             assert!(subvector_range(5, start, count).is_err(), "{start} {count}");
         }
@@ -219,10 +239,24 @@ mod tests {
     #[test]
     fn multiply_checks_range_element_by_element() {
         assert_eq!(multiply(&[1.0, 2.0], &[3.0, 0.0]).unwrap(), vec![3.0, 0.0]);
-        assert_eq!(multiply(&[1e-37], &[1e-37]).unwrap_err().message, "value out of range: underflow");
-        assert_eq!(multiply(&[1e37], &[1e37]).unwrap_err().message, "value out of range: overflow");
-        assert_eq!(multiply(&[1e-37, 1e37], &[1e-37, 1e37]).unwrap_err().message, "value out of range: underflow");
-        assert_eq!(multiply(&[1.0], &[1.0, 2.0]).unwrap_err().message, "different xvector dimensions 1 and 2");
+        assert_eq!(
+            multiply(&[1e-37], &[1e-37]).unwrap_err().message,
+            "value out of range: underflow"
+        );
+        assert_eq!(
+            multiply(&[1e37], &[1e37]).unwrap_err().message,
+            "value out of range: overflow"
+        );
+        assert_eq!(
+            multiply(&[1e-37, 1e37], &[1e-37, 1e37])
+                .unwrap_err()
+                .message,
+            "value out of range: underflow"
+        );
+        assert_eq!(
+            multiply(&[1.0], &[1.0, 2.0]).unwrap_err().message,
+            "different xvector dimensions 1 and 2"
+        );
     }
 
     #[test]

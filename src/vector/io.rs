@@ -12,7 +12,10 @@ use super::{binary, text};
 
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]
 fn xvector_in(input: &CStr, _type_oid: pg_sys::Oid, typmod: i32) -> Xvector {
-    let text = input.to_str().map_err(|_| VectorError::syntax(&input.to_string_lossy())).or_raise();
+    let text = input
+        .to_str()
+        .map_err(|_| VectorError::syntax(&input.to_string_lossy()))
+        .or_raise();
     let values = text::parse(text).or_raise();
     check_typmod(values.len(), typmod).or_raise();
     Xvector::from_slice(&values)
@@ -30,12 +33,22 @@ fn xvector_typmod_in(modifiers: Array<&CStr>) -> i32 {
 
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]
 fn xvector_recv(buffer: Internal, _type_oid: pg_sys::Oid, typmod: i32) -> Xvector {
-    let malformed = || VectorError::new(PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION, "malformed binary xvector");
+    let malformed = || {
+        VectorError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            "malformed binary xvector",
+        )
+    };
     let values = unsafe {
-        let Some(info) = buffer.unwrap() else { malformed().raise() };
+        let Some(info) = buffer.unwrap() else {
+            malformed().raise()
+        };
         let info = &mut *info.cast_mut_ptr::<pg_sys::StringInfoData>();
         let start = usize::try_from(info.cursor).unwrap_or(usize::MAX);
-        let Some(rest) = usize::try_from(info.len).ok().and_then(|len| len.checked_sub(start)) else {
+        let Some(rest) = usize::try_from(info.len)
+            .ok()
+            .and_then(|len| len.checked_sub(start))
+        else {
             malformed().raise()
         };
         let bytes = std::slice::from_raw_parts((info.data as *const u8).add(start), rest);

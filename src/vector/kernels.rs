@@ -62,7 +62,11 @@ fn dot_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
 /// the compiler leaves scalar (3x slower measured); the operands stay in L1 between passes.
 #[inline(always)]
 fn cosine_parts_impl<const FMA: bool>(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
-    (dot_impl::<FMA>(a, b), dot_impl::<FMA>(a, a), dot_impl::<FMA>(b, b))
+    (
+        dot_impl::<FMA>(a, b),
+        dot_impl::<FMA>(a, a),
+        dot_impl::<FMA>(b, b),
+    )
 }
 
 /// One compiled variant of every kernel.
@@ -168,7 +172,12 @@ pub fn l1(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += (x[i] - y[i]).abs();
         }
     }
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x - y).abs()).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| (x - y).abs())
+        .sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -179,7 +188,9 @@ mod tests {
     fn random_vec(state: &mut u64, n: usize) -> Vec<f32> {
         (0..n)
             .map(|_| {
-                *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -197,15 +208,27 @@ mod tests {
         for n in (1..2000).step_by(7).chain([1, 2, 15, 16, 31, 32, 33, 1999]) {
             let a = random_vec(&mut state, n);
             let b = random_vec(&mut state, n);
-            let l2: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+            let l2: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                .sum();
             let ab: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             let aa: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
             let bb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum();
             for k in &variants {
                 assert!(close((k.l2_squared)(&a, &b), l2, l2), "{} l2 n={n}", k.name);
-                assert!(close((k.dot)(&a, &b), ab, aa.max(bb)), "{} dot n={n}", k.name);
+                assert!(
+                    close((k.dot)(&a, &b), ab, aa.max(bb)),
+                    "{} dot n={n}",
+                    k.name
+                );
                 let (pab, paa, pbb) = (k.cosine_parts)(&a, &b);
-                assert!(close(pab, ab, aa.max(bb)) && close(paa, aa, aa) && close(pbb, bb, bb), "{} cos", k.name);
+                assert!(
+                    close(pab, ab, aa.max(bb)) && close(paa, aa, aa) && close(pbb, bb, bb),
+                    "{} cos",
+                    k.name
+                );
             }
         }
     }
@@ -216,7 +239,11 @@ mod tests {
         for n in [1, 3, 31, 32, 33, 100, 1999] {
             let a = random_vec(&mut state, n);
             let b = random_vec(&mut state, n);
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum();
+            let want: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 - *y as f64).abs())
+                .sum();
             assert!(close(l1(&a, &b), want, want), "n={n}");
         }
         assert_eq!(l1(&[0.0, 0.0], &[3.0, -4.0]), 7.0);

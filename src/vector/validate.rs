@@ -35,7 +35,9 @@ pub fn check_finite(values: &[f32]) -> VectorResult<()> {
 /// `typmod` is the declared dimension, or -1 for an unconstrained `xvector`.
 pub fn check_typmod(dim: usize, typmod: i32) -> VectorResult<()> {
     if typmod > 0 && dim != typmod as usize {
-        return Err(VectorError::data(format!("expected {typmod} dimensions, not {dim}")));
+        return Err(VectorError::data(format!(
+            "expected {typmod} dimensions, not {dim}"
+        )));
     }
     Ok(())
 }
@@ -50,7 +52,10 @@ pub fn check_all(values: &[f32], typmod: i32) -> VectorResult<()> {
 pub fn typmod_from_dims(dims: &[i32]) -> VectorResult<i32> {
     let code = PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE;
     match dims {
-        [d] if *d < 1 => Err(VectorError::new(code, "dimensions for type xvector must be at least 1")),
+        [d] if *d < 1 => Err(VectorError::new(
+            code,
+            "dimensions for type xvector must be at least 1",
+        )),
         [d] if *d as usize > MAX_DIM => Err(VectorError::new(
             code,
             format!("dimensions for type xvector cannot exceed {MAX_DIM}"),
@@ -87,10 +92,16 @@ mod tests {
 
     #[test]
     fn finite_and_typmod() {
-        assert_eq!(check_finite(&[1.0, f32::NAN]).unwrap_err().message, "NaN not allowed in xvector");
+        assert_eq!(
+            check_finite(&[1.0, f32::NAN]).unwrap_err().message,
+            "NaN not allowed in xvector"
+        );
         assert!(check_finite(&[f32::NEG_INFINITY]).is_err());
         assert!(check_typmod(3, -1).is_ok());
-        assert_eq!(check_typmod(4, 3).unwrap_err().message, "expected 3 dimensions, not 4");
+        assert_eq!(
+            check_typmod(4, 3).unwrap_err().message,
+            "expected 3 dimensions, not 4"
+        );
         assert_eq!(typmod_from_dims(&[512]).unwrap(), 512);
         assert!(typmod_from_dims(&[0]).is_err());
         assert!(typmod_from_dims(&[16001]).is_err());

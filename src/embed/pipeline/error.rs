@@ -18,7 +18,12 @@ pub enum EmbedError {
     ImageTooManyPixels { width: u32, height: u32, limit: u64 },
     /// Decoding, orienting and converting the image to RGB would need more memory than the
     /// pixel limit allows (`max_pixels * 8` bytes, counting every copy). SQLSTATE 54000.
-    ImageTooMuchMemory { width: u32, height: u32, bytes: u64, limit: u64 },
+    ImageTooMuchMemory {
+        width: u32,
+        height: u32,
+        bytes: u64,
+        limit: u64,
+    },
     /// A buffer whose size comes from the input could not be allocated. SQLSTATE 53200
     /// (out_of_memory).
     OutOfMemory(String),

@@ -434,7 +434,9 @@ fn text_config(
     if !(2..=MAX_CONTEXT_LENGTH).contains(&context_length) {
         return Err(config_error(
             path,
-            format!("text.context_length {context_length} must be between 2 and {MAX_CONTEXT_LENGTH}"),
+            format!(
+                "text.context_length {context_length} must be between 2 and {MAX_CONTEXT_LENGTH}"
+            ),
         ));
     }
     let tokenizer = inside(
@@ -748,8 +750,15 @@ pub(crate) mod tests {
         }
         // A config file is refused by its size, before it is parsed.
         let padded = format!(r#"{{"image": {{"resize": 32}}}}{}"#, " ".repeat(1 << 20));
-        let err = load_err("huge-json", "openclip-tiny", &[("xmodal.json", padded.as_bytes())]);
-        assert!(err.to_string().ends_with("larger than 1048576 bytes"), "{err}");
+        let err = load_err(
+            "huge-json",
+            "openclip-tiny",
+            &[("xmodal.json", padded.as_bytes())],
+        );
+        assert!(
+            err.to_string().ends_with("larger than 1048576 bytes"),
+            "{err}"
+        );
         let dir = model_variant("read-limit", "openclip-tiny", &[]);
         assert!(read_limited(&dir.join("xmodal.json"), 4).is_err());
         assert!(read_limited(&dir.join("xmodal.json"), 1 << 20).is_ok());

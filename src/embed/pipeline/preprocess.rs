@@ -637,7 +637,11 @@ mod tests {
         /// A seed image with bytes overwritten, then possibly truncated.
         fn mutated() -> impl Strategy<Value = Vec<u8>> {
             let flips = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16);
-            (prop::sample::select(SEEDS.to_vec()), flips, any::<Option<prop::sample::Index>>())
+            (
+                prop::sample::select(SEEDS.to_vec()),
+                flips,
+                any::<Option<prop::sample::Index>>(),
+            )
                 .prop_map(|(seed, flips, cut)| {
                     let mut bytes = fixture(seed);
                     for (at, byte) in flips {
@@ -666,7 +670,10 @@ mod tests {
         }
 
         fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
-            let limits = ImageLimits { max_bytes: 1 << 20, max_pixels: 1 << 20 };
+            let limits = ImageLimits {
+                max_bytes: 1 << 20,
+                max_pixels: 1 << 20,
+            };
             match preprocess(bytes, &config(), &limits) {
                 Ok(tensor) => prop_assert_eq!(tensor.len(), 3 * 24 * 24),
                 Err(EmbedError::Inference(e)) => prop_assert!(false, "not an input error: {e}"),
@@ -698,7 +705,10 @@ mod tests {
         for (color, orientation) in [(Rgba16, NoTransforms), (Rgba8, Rotate90)] {
             // 400 + 150 MB; 200 + 200 + 150 MB
             let err = check_copies(side, side, color, orientation, &default).unwrap_err();
-            assert!(matches!(err, EmbedError::ImageTooMuchMemory { .. }), "{err}");
+            assert!(
+                matches!(err, EmbedError::ImageTooMuchMemory { .. }),
+                "{err}"
+            );
         }
         assert!(check_copies(4000, 4000, Rgba16, Rotate90, &default).is_ok()); // 128 + 128 + 48 MB
     }

@@ -337,7 +337,9 @@ impl ImageEncoder {
         let mut data: Vec<f32> = Vec::new();
         data.try_reserve_exact(batch.len() * 3 * side * side)
             .map_err(|e| EmbedError::OutOfMemory(format!("the batch's pixel tensor: {e}")))?;
-        batch.iter().for_each(|pixels| data.extend_from_slice(pixels));
+        batch
+            .iter()
+            .for_each(|pixels| data.extend_from_slice(pixels));
         let tensor =
             Tensor::from_array(([batch.len(), 3, side, side], data)).map_err(tensor_error)?;
         let inputs = vec![(Cow::Owned(self.input.clone()), tensor.into())];
