@@ -23,7 +23,8 @@ start)
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
-        run_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C >"$dir.initdb.log" 2>&1 \
+        # PG_INITDB_OPTS: more initdb options (word-split), e.g. --no-data-checksums.
+        run_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C ${PG_INITDB_OPTS:-} >"$dir.initdb.log" 2>&1 \
             || { cat "$dir.initdb.log"; exit 1; }
     fi
     if run_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then

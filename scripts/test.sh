@@ -64,10 +64,6 @@ fi
 fi
 
 echo "== install"
-# Build the extension with the same rustflags as the unit tests, so that the two builds share
-# every dependency (cargo-pgrx otherwise adds -Wl,--no-gc-sections, which changes the flags and
-# rebuilds them all; its schema generation works here without it).
-export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND=1
 install_flags=(--release --pg-config "$PG_CONFIG" "${PGRX_FEATURES[@]}")
 [ "$(id -u)" = 0 ] || install_flags+=(--sudo)
 if ! cargo pgrx install "${install_flags[@]}" > "$OUT/install.log" 2>&1; then

@@ -11,7 +11,9 @@ if [ ! -x "$baselines/install-pgvector.sh" ]; then
     exit 77
 fi
 PG_CONFIG_BIN=${PG_CONFIG:-$PG_BIN_DIR/pg_config}
-"$baselines/install-pgvector.sh" "$PG_CONFIG_BIN"
+# PostgreSQL 16+ (the wheel's 18) compiles with flags gcc 12 rejects: build pgvector with clang
+# there (scripts/pg-env.sh sets CC); MAKEFLAGS overrides the CC of PostgreSQL's Makefile.global.
+MAKEFLAGS=${CC:+CC=$CC} "$baselines/install-pgvector.sh" "$PG_CONFIG_BIN"
 
 start_cluster pgvector_migration       # creates xmodal
 sql "CREATE EXTENSION vector"          # ... and pgvector beside it, same schema

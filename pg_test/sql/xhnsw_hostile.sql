@@ -110,7 +110,7 @@ SELECT array_agg(id) AS ondisk_exact FROM (SELECT id FROM ondisk ORDER BY (v <->
 
 -- Finding 13: rescans (one per outer row of a nested loop) run in memory reset each time,
 -- and still answer exactly as a sequential scan does (the filter directory ranks the rows of
--- one g exactly).
+-- one g exactly). Compared by distance: some rows tie, and either of two tied rows is right.
 CREATE TABLE lat (id int, g int, a xvector(2));
 INSERT INTO lat SELECT i, i % 50, pg_temp.vec(i, 2) FROM generate_series(1, 1000) i;
 CREATE INDEX lat_a_g ON lat USING xhnsw (a, g);
@@ -118,12 +118,12 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT s.id FROM generate_series(1, 300) r
     CROSS JOIN LATERAL (SELECT id FROM lat WHERE g = r % 50
                         ORDER BY a <-> pg_temp.vec(r, 2) LIMIT 2) s;
-CREATE TEMP TABLE by_index AS SELECT r, s.id FROM generate_series(1, 300) r
-    CROSS JOIN LATERAL (SELECT id FROM lat WHERE g = r % 50
+CREATE TEMP TABLE by_index AS SELECT r, s.d FROM generate_series(1, 300) r
+    CROSS JOIN LATERAL (SELECT a <-> pg_temp.vec(r, 2) AS d FROM lat WHERE g = r % 50
                         ORDER BY a <-> pg_temp.vec(r, 2) LIMIT 2) s;
 RESET enable_seqscan;
-CREATE TEMP TABLE exact AS SELECT r, s.id FROM generate_series(1, 300) r
-    CROSS JOIN LATERAL (SELECT id FROM lat WHERE g = r % 50
+CREATE TEMP TABLE exact AS SELECT r, s.d FROM generate_series(1, 300) r
+    CROSS JOIN LATERAL (SELECT a <-> pg_temp.vec(r, 2) AS d FROM lat WHERE g = r % 50
                         ORDER BY (a <-> pg_temp.vec(r, 2)) + 0 LIMIT 2) s;
 SELECT (SELECT count(*) FROM by_index) AS rows, (SELECT count(*) FROM (TABLE by_index EXCEPT TABLE exact) d) AS differences;
 

@@ -18,7 +18,11 @@ fn xhnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRout
     am.amcanorderbyop = true;
     am.amcanmulticol = true; // columns after the vector are filter columns
     am.amoptionalkey = true;
-    am.amsearcharray = true; // col = ANY (array), i.e. IN (...), is checked inside the index
+    // col = ANY (array), i.e. IN (...), checked inside the index: only on PostgreSQL 15, which
+    // never makes it a condition of an ordered scan anyway. 18 does, and the filtered scan's
+    // survey does not yet test array keys correctly there (pg_test/sql/xhnsw_filter.sql gave
+    // recall under 0.9), so on 18 an IN list stays a filter after the index, as on 15.
+    am.amsearcharray = cfg!(feature = "pg15");
     am.amkeytype = pg_sys::InvalidOid;
     am.amusemaintenanceworkmem = true;
     am.ambuild = Some(build::ambuild);

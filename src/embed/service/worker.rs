@@ -83,13 +83,22 @@ struct Service {
     busy: bool,
 }
 
+/// Ends the worker with exit code 1, so that the postmaster starts a new one (0 would
+/// unregister it). PostgreSQL 18's bindings do not mark `proc_exit` as diverging.
+#[allow(unreachable_code)]
+fn exit_for_restart() -> ! {
+    // SAFETY: called on the worker's main thread, holding no lock.
+    unsafe { pg_sys::proc_exit(1) };
+    unreachable!("proc_exit returned")
+}
+
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn encoder_service_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let Some(header) = shmem::header() else {
-        // SAFETY: ends the worker (restarted later); nothing is held yet.
-        unsafe { pg_sys::proc_exit(1) };
+        // Ends the worker (restarted later); nothing is held yet.
+        exit_for_restart()
     };
     let preload = settings::preload();
     let database = super::SERVICE_DATABASE
@@ -129,8 +138,7 @@ pub extern "C-unwind" fn encoder_service_main(_arg: pg_sys::Datum) {
     service.preload(&preload);
     loop {
         if BackgroundWorker::sigterm_received() {
-            // SAFETY: exit code 1: the postmaster starts a new worker (0 would unregister it).
-            unsafe { pg_sys::proc_exit(1) };
+            exit_for_restart();
         }
         // Absorbs procsignal barriers (DROP DATABASE waits for every process to do so).
         pgrx::check_for_interrupts!();
