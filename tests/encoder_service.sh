@@ -5,6 +5,7 @@
 #     requests, every answer equal to backend mode (cosine >= 0.9999);
 #   - a connection that only embeds never maps ONNX Runtime;
 #   - a query waiting for a stopped worker is cancelled by statement_timeout, its slot reused;
+#     calls cancelled while the worker holds them lose their answer, never to the next caller;
 #     a full queue is an ERROR of class 53; a call larger than a slot goes in several requests;
 #   - pg_terminate_backend of the worker: the next call succeeds or errors clearly, a new worker
 #     serves within seconds, the postmaster is not restarted;
@@ -115,6 +116,24 @@ done
 echo "ok: the queued callers were served after the worker went on"
 out=$(sql "SELECT vector_dims(embed_text('after the cancels', 'es_oc'))")
 expect "slots reused after cancels" "$out" "16"
+echo "-- cancel while the worker holds the request"
+# batch_wait is 50 ms here: a call cancelled after 2 ms has been taken by the worker, which is
+# gathering or running its batch. Its answer must be dropped, never handed to the next caller
+# of the same slot: each cancelled call is followed by a call whose answer is checked.
+worker_before=$(worker_pid)
+sql "CREATE TABLE es_after_cancel (n int, v xvector)"
+for n in $(seq 1 20); do
+    echo "SET statement_timeout = '2ms';"
+    echo "SELECT count(*) FROM unnest(embed_texts(ARRAY(SELECT 'cancelled $n caption ' || g FROM generate_series(1, 16) g), 'es_oc'));"
+    echo "RESET statement_timeout;"
+    echo "INSERT INTO es_after_cancel VALUES ($n, embed_text('checked $n', 'es_oc'));"
+done | psql -X -q -At > "$CLUSTER_DIR/cancel_running.log" 2>&1
+cancelled=$(grep -c "canceling statement due to statement timeout" "$CLUSTER_DIR/cancel_running.log" || true)
+[ "$cancelled" -ge 1 ] || fail "no call was cancelled: $(head -n 5 "$CLUSTER_DIR/cancel_running.log")"
+out=$(psql -X -q -At -c "SET xmodal.encoder = backend" \
+    -c "SELECT count(*), min(1 - (v <=> embed_text('checked ' || n, 'es_oc'))) >= 0.9999 FROM es_after_cancel")
+expect "answers after $cancelled cancels inside the worker equal backend mode" "$out" "20|t"
+[ "$(worker_pid)" = "$worker_before" ] || fail "the worker restarted during the cancels"
 out=$(psql -X -At -v img="$MODELS/images/rgb_37x23.png" <<'SQL' 2>&1
 SELECT pg_read_binary_file(:'img') AS png \gset
 SELECT embed_image(:'png', 'es_pre') AS one \gset
