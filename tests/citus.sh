@@ -11,6 +11,9 @@
 #   - ORDER BY emb <=> (SELECT embed_text(...)) encodes once per query, on the coordinator (the
 #     encoder service's counters on every node); the workers need no model, and a bare
 #     embed_text(...), which Citus pushes to the shards, is refused there with a clear ERROR;
+#   - a model registered on every node (run_command_on_all_nodes, superuser only): a tenant's
+#     query encodes once on its worker, in either form; a bare call encodes on the shards, at
+#     most once per shard, and answers as the subquery form;
 #   - a reference table with an xhnsw index answers on every node.
 source "$(dirname "$0")/lib.sh"
 [ "$PG_MAJOR" -ge 16 ] && [ "$PG_MAJOR" -le 18 ] || skip "Citus 14 supports PostgreSQL 16-18, this is $PG_MAJOR"
@@ -196,6 +199,41 @@ out=$(sql "SELECT id FROM docs ORDER BY emb <=> embed_text('photo number 17', 'c
 [[ $out == *'ERROR:  model "citus_m" is not registered'* && $out == *"while executing command on"* ]] \
     || fail "bare embed_text on a distributed table: $out"
 echo "ok: a bare embed_text in ORDER BY is pushed to the workers, which refuse it (model not registered there)"
+
+echo "-- a model registered on every node"
+# run_command_on_all_nodes runs as the calling role on every node: the same privilege rule holds.
+register="SELECT xmodal.register_model('citus_all', '$ROOT/tests/models/openclip-tiny')"
+sql "CREATE ROLE app LOGIN"
+out=$(PGUSER=app sql "SELECT string_agg(DISTINCT success::text || ' ' || result, '; ') FROM run_command_on_all_nodes(\$\$$register\$\$)")
+[[ $out == "false "*"permission denied"* && $out != *true* ]] || fail "a plain role registered a model on some node: $out"
+[ "$(sql "SELECT bool_and(success) AND count(*) = 3 FROM run_command_on_all_nodes(\$\$$register\$\$)")" = t ] \
+    || fail "register_model on every node"
+echo "ok: run_command_on_all_nodes registers a model on the three nodes (superuser only, as on one server)"
+# total: text requests of the three nodes
+total() { echo $(($(requests coordinator) + $(requests worker1) + $(requests worker2))); }
+# Router queries (one tenant) send the whole statement to one worker: one inference there, either form.
+want=$(sql "SELECT string_agg(id::text, ',') FROM (SELECT id FROM docs WHERE tenant = 1 ORDER BY emb <=> '$(sql "SELECT embed_text('photo number 17', 'citus_all')")' LIMIT 5) s")
+for form in "embed_text('photo number 17', 'citus_all')" "(SELECT embed_text('photo number 17', 'citus_all'))"; do
+    before=$(total)
+    got=$(sql "SELECT string_agg(id::text, ',') FROM (SELECT id FROM docs WHERE tenant = 1 ORDER BY emb <=> $form LIMIT 5) s")
+    [ "$got" = "$want" ] || fail "router query with $form: $got, want $want"
+    [ $(($(total) - before)) = 1 ] || fail "router query with $form: $(($(total) - before)) inferences"
+done
+echo "ok: a tenant's query encodes once, on its worker, with either form"
+# A bare call on every shard: each shard's task encodes the same text to the same vector.
+before_c=$(requests coordinator); before=$(total)
+got=$(sql "SELECT string_agg(id::text, ',') FROM (SELECT id FROM docs ORDER BY emb <=> embed_text('photo number 17', 'citus_all') LIMIT 10) s")
+want=$(sql "SELECT string_agg(id::text, ',') FROM (SELECT id FROM docs ORDER BY emb <=> (SELECT embed_text('photo number 17', 'citus_all')) LIMIT 10) s")
+[ "$got" = "$want" ] || fail "bare embed_text with the model on every node: $got, subquery form $want"
+bare=$(($(total) - before - 1))   # the subquery form's one inference is in the total too
+[ "$(requests coordinator)" = $((before_c + 1)) ] && [ "$bare" -ge 1 ] && [ "$bare" -le "$shards" ] \
+    || fail "bare embed_text: $bare inferences on the workers, coordinator $(($(requests coordinator) - before_c))"
+echo "ok: a bare embed_text with the model on every node answers as the subquery form ($bare worker inferences for $shards shards)"
+[ "$(sql "SELECT bool_and(success) FROM run_command_on_all_nodes(\$\$SELECT xmodal.drop_model('citus_all')\$\$)")" = t ] \
+    || fail "drop_model on every node"
+out=$(sql "SELECT id FROM docs WHERE tenant = 1 ORDER BY emb <=> embed_text('dog', 'citus_all') LIMIT 1" 2>&1 || true)
+[[ $out == *'model "citus_all" is not registered'* ]] || fail "after drop_model on every node: $out"
+echo "ok: drop_model through run_command_on_all_nodes unregisters it on every node"
 
 echo "-- reference table"
 sql "CREATE TABLE ref (id int PRIMARY KEY, v xvector(128))"
