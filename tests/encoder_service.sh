@@ -9,7 +9,7 @@
 #     a full queue is an ERROR of class 53; a call larger than a slot goes in several requests;
 #   - pg_terminate_backend of the worker: the next call succeeds or errors clearly, a new worker
 #     serves within seconds, the postmaster is not restarted;
-#   - register again / drop are seen by the worker;
+#   - register again / drop are seen by the worker; xmodal.service_threads sizes its sessions;
 #   - pg_test/sql/embed.sql passes against this cluster (expected output of service mode:
 #     tests/encoder_service/embed.out).
 source "$(dirname "$0")/lib.sh"
@@ -174,6 +174,26 @@ expect "drop seen" "$out" 'ERROR:  model "es_m" is not registered'
 until_true 5 "SELECT count(*) = 0 FROM xmodal.encoder_service WHERE model = 'es_m'" \
     || fail "the dropped model is still held: $(sql "TABLE xmodal.encoder_service")"
 echo "ok: the dropped model was unloaded"
+
+echo "-- xmodal.service_threads sizes the worker's sessions"
+# worker_threads_with N: the worker's thread count once it holds es_thr's text tower, loaded
+# afresh (a new registration) after the setting became N.
+worker_threads_with() {
+    sql "ALTER SYSTEM SET xmodal.service_threads = $1" >/dev/null
+    sql "SELECT pg_reload_conf()" >/dev/null
+    until_true 5 "SELECT current_setting('xmodal.service_threads') = '$1'" || fail "reload"
+    sleep 0.5   # the worker reads the file on its own SIGHUP
+    sql "SELECT xmodal.register_model('es_thr', '$MODELS/openclip-tiny', replace => true)" >/dev/null 2>&1
+    sql "SELECT vector_dims(embed_text('threads', 'es_thr'))" >/dev/null
+    ls "/proc/$(worker_pid)/task" | wc -l
+}
+one=$(worker_threads_with 1)
+four=$(worker_threads_with 4)
+sql "ALTER SYSTEM RESET xmodal.service_threads" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+# ONNX Runtime's pool of N threads adds N - 1 to the calling thread.
+[ $((four - one)) = 3 ] || fail "service_threads 1 -> 4: worker threads $one -> $four"
+echo "ok: service_threads 1 -> 4 gives the worker 3 more threads ($one -> $four)"
 
 echo "-- the encoder regression file in service mode"
 REG=$ROOT/target/it/encoder_service_regress

@@ -4,15 +4,17 @@
 # start of each run) embedding captions (embed_text) or photos (embed_image) of
 # ../shared/data/flickr8k-1k. Per (modality, clients), backend mode then service mode, REPEATS
 # times. Reports throughput, p50/p99 latency (pgbench's per-transaction log) and the largest total
-# PSS of the client backends plus the service's worker, sampled every 0.5 s. Then the time of a
-# new connection's first embed_text in service mode (the model already held by the service).
+# PSS of the client backends plus the service's worker (and the worker's own part), sampled every
+# 0.5 s. Then the time of a new connection's first embed_text in service mode (the model already
+# held by the service).
 #
-#   bench/service/run.sh [MODEL_DIR] [SECONDS] [REPEATS] [THREADS]
+#   bench/service/run.sh [MODEL_DIR] [SECONDS] [REPEATS] [THREADS] [SERVICE_THREADS]
 #
 # MODEL_DIR: a model directory (default: the ViT-B/32-sized export bench/embed uses,
 #            /work/scratch/vit-b32, made by `scripts/make-test-models --vit-b32 DIR`).
 # SECONDS:   length of each pgbench run (default 20). REPEATS: default 1.
-# THREADS:   xmodal.intra_op_threads, the same in both modes (default 1).
+# THREADS:   xmodal.intra_op_threads, the threads of each backend-mode session (default 1).
+# SERVICE_THREADS: xmodal.service_threads, the worker's (default 0: one per core).
 # The result cache is off. Backend mode pays each connection's model load inside its run, as a
 # real new connection does.
 set -euo pipefail
@@ -21,6 +23,7 @@ MODEL=${1:-/work/scratch/vit-b32}
 SECONDS_PER_RUN=${2:-20}
 REPEATS=${3:-1}
 THREADS=${4:-1}
+SERVICE_THREADS=${5:-0}
 DATA=${XMODAL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}/data/flickr8k-1k
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
 [ -d "$DATA/images" ] || { echo "SKIP: $DATA not found"; exit 0; }
@@ -36,11 +39,12 @@ PGPORT=$(PG_EXTRA_CONF="shared_preload_libraries = 'xmodal'
 max_connections = 40
 xmodal.device = 'cpu'
 xmodal.intra_op_threads = $THREADS
+xmodal.service_threads = $SERVICE_THREADS
 xmodal.cache_entries = 0" "$ROOT/scripts/pg-cluster.sh" start "$CLUSTER")
 export PGPORT
 trap '"$ROOT/scripts/pg-cluster.sh" stop "$CLUSTER"' EXIT
 
-echo "# $(date -u '+%F %H:%M') $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, ${SECONDS_PER_RUN}s per run, repeats=$REPEATS, intra_op_threads=$THREADS, model $MODEL"
+echo "# $(date -u '+%F %H:%M') $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, ${SECONDS_PER_RUN}s per run, repeats=$REPEATS, intra_op_threads=$THREADS, service_threads=$SERVICE_THREADS, model $MODEL"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -X -q -v ON_ERROR_STOP=1 -At <<SQL
 CREATE EXTENSION xmodal;
@@ -63,44 +67,47 @@ cat > "$OUT/image.sql" <<'SQL'
 SELECT embed_image(bytes, 'bench') FROM photos WHERE id = :id;
 SQL
 
-# Total PSS (kB) of the client backends and the service's worker, now.
+# Total PSS (kB) of the client backends and the service's worker, now, then the worker's own.
 pss() {
-    local pids pid total=0 kb
-    pids=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type IN ('client backend', 'xmodal encoder service') AND pid <> pg_backend_pid()")
-    for pid in $pids; do
+    local rows pid type total=0 worker=0 kb
+    rows=$(psql -X -At -F ' ' -c "SELECT pid, backend_type = 'xmodal encoder service' FROM pg_stat_activity WHERE backend_type IN ('client backend', 'xmodal encoder service') AND pid <> pg_backend_pid()")
+    while read -r pid type; do
+        [ -n "$pid" ] || continue
         kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
         total=$((total + ${kb:-0}))
-    done
-    echo "$total"
+        [ "$type" = t ] && worker=${kb:-0}
+    done <<< "$rows"
+    echo "$total $worker"
 }
 
-run() { # MODE MODALITY CLIENTS -> "tps p50_ms p99_ms pss_mb"
-    local mode=$1 modality=$2 clients=$3 log=$OUT/$1-$2-$3 max=0 now sampler
+run() { # MODE MODALITY CLIENTS -> "tps p50_ms p99_ms pss_mb worker_pss_mb"
+    local mode=$1 modality=$2 clients=$3 log=$OUT/$1-$2-$3 max sampler
     rm -f "$log".*
-    if [ "$mode" = service ]; then   # a fresh worker holding nothing: both modes load the model once
-        psql -X -q -At -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'xmodal encoder service'" >/dev/null
-        sleep 2
-    fi
+    # A fresh worker holding nothing: service mode loads the model once inside the run, and
+    # backend mode's sum holds no idle copy from the previous run.
+    psql -X -q -At -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'xmodal encoder service'" >/dev/null
+    sleep 2
     (while true; do pss > "$log.pss.$(date +%s%N)"; sleep 0.5; done) &
     sampler=$!
     PGOPTIONS="-c xmodal.encoder=$mode" "$PG_BIN/pgbench" -n -c "$clients" -j "$clients" \
         -T "$SECONDS_PER_RUN" -f "$OUT/$modality.sql" -l --log-prefix="$log" postgres \
         > "$log.out" 2>&1 || { cat "$log.out"; exit 1; }
     kill "$sampler"; wait "$sampler" 2>/dev/null || true
-    max=$(cat "$log".pss.* | sort -n | tail -n 1)
+    max=$(cat "$log".pss.* | sort -n | tail -n 1)   # the sample with the largest total
     # pgbench log lines: client_id transaction_no time(us) script_no time_epoch time_us
     cat "$log".[0-9]* | awk '{ print $3 / 1000 }' | sort -n | awk -v secs="$SECONDS_PER_RUN" -v pss="$max" '
         { lat[NR] = $1 } END {
-            printf "%.1f %.1f %.1f %.0f\n", NR / secs, lat[int(NR * 0.5) + 1], lat[int(NR * 0.99) + 1], pss / 1024 }'
+            split(pss, kb, " ")
+            printf "%.1f %.1f %.1f %.0f %.0f\n", NR / secs, lat[int(NR * 0.5) + 1], lat[int(NR * 0.99) + 1], kb[1] / 1024, kb[2] / 1024 }'
 }
 
-printf "| modality | clients | mode | per s | p50 ms | p99 ms | PSS MB |\n|---|---|---|---|---|---|---|\n"
+printf "| modality | clients | mode | per s | p50 ms | p99 ms | PSS MB | worker's |\n|---|---|---|---|---|---|---|---|\n"
 for r in $(seq 1 "$REPEATS"); do
     for modality in text image; do
         for clients in 1 4 16; do
             for mode in backend service; do
-                read -r tps p50 p99 mb < <(run $mode $modality $clients)
-                echo "| $modality | $clients | $mode | $tps | $p50 | $p99 | $mb |"
+                read -r tps p50 p99 mb worker < <(run $mode $modality $clients)
+                echo "| $modality | $clients | $mode | $tps | $p50 | $p99 | $mb | $worker |"
             done
         done
     done

@@ -59,6 +59,7 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 static SLOTS: GucSetting<i32> = GucSetting::<i32>::new(32);
 static REQUEST_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
 static BATCH_WAIT: GucSetting<i32> = GucSetting::<i32>::new(2);
+static SERVICE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static SERVICE_DATABASE: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(Some(c"postgres"));
 
@@ -96,6 +97,18 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    int(
+        c"xmodal.service_threads",
+        c"ONNX Runtime threads of each encoder session the encoder service loads",
+        c"0: one per CPU core (the worker is the only process computing embeddings). \
+          xmodal.intra_op_threads sizes backend mode's sessions. Applies to towers loaded \
+          afterwards.",
+        &SERVICE_THREADS,
+        0,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     // Server-start settings exist only where the service does (a backend that loads the
     // library later may not define them).
     if preloading {
@@ -130,6 +143,14 @@ pub fn init() {
         );
         shmem::init();
         worker::register();
+    }
+}
+
+/// Operator threads for the worker's sessions: `xmodal.service_threads`, 0 meaning every core.
+fn service_threads() -> usize {
+    match SERVICE_THREADS.get() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
     }
 }
 

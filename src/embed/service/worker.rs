@@ -18,10 +18,10 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::{self, *};
 
 use super::shmem::{self, Header, TowerRow, ABANDONED, DONE, QUEUED, RUNNING};
-use super::BATCH_WAIT;
+use super::{service_threads, BATCH_WAIT};
 use crate::embed::pipeline::error::EmbedError;
 use crate::embed::pipeline::model::ModelConfig;
-use crate::embed::pipeline::runtime::Placement;
+use crate::embed::pipeline::runtime::{Placement, RuntimeOptions};
 use crate::embed::pipeline::session::{ImageEncoder, TextEncoder};
 use crate::embed::pipeline::tokenize::TokenizedText;
 use crate::embed::report;
@@ -96,6 +96,12 @@ fn exit_for_restart() -> ! {
 #[no_mangle]
 pub extern "C-unwind" fn encoder_service_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // Batched inputs and ONNX Runtime's per-run buffers are megabytes each. glibc raises its mmap
+    // threshold after such a block is freed and then keeps the next ones in the heap, which the
+    // worker never gives back (measured: +200 MB after batches of 16 ViT-B/32 images). A fixed
+    // threshold of 1 MB keeps every large block in its own mapping, returned when freed.
+    // SAFETY: mallopt only changes this process' allocator settings.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
     let Some(header) = shmem::header() else {
         // Ends the worker (restarted later); nothing is held yet.
         exit_for_restart()
@@ -376,7 +382,10 @@ impl Service {
                 self.unload(&old);
             }
             let config = ModelConfig::load(path).map_err(|e| Failure::embed(&e, &key.name))?;
-            let options = settings::runtime_options();
+            let options = RuntimeOptions {
+                intra_threads: service_threads(),
+                ..settings::runtime_options()
+            };
             let (session, placement) = if key.modality == 0 {
                 let t = TextEncoder::load(&config, &options)
                     .map_err(|e| Failure::embed(&e, &key.name))?;
