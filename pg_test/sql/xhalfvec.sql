@@ -162,6 +162,43 @@ EXPLAIN (COSTS OFF) SELECT id FROM half_idx ORDER BY v <-> '[0,0,0,0]' LIMIT 3;
 INSERT INTO half_idx VALUES (1000, '[0.5,-0.5,0.25,1]');
 SELECT id FROM half_idx ORDER BY v <-> '[0.5,-0.5,0.25,1]' LIMIT 1;
 RESET enable_seqscan;
--- Above the index's dimension limit: a clear error.
-CREATE TABLE half_wide (v xhalfvec(4000));
-SELECT pg_temp.err($$CREATE INDEX ON half_wide USING xhnsw (v)$$);
+-- Up to 4000 dimensions (pgvector's halfvec limit): an index on xhalfvec stores its elements
+-- as float2. Built, then grown by inserts; every operator class answers like an exact scan and
+-- index_check finds nothing wrong.
+CREATE FUNCTION pg_temp.wide(g int) RETURNS xhalfvec LANGUAGE sql AS
+$$ SELECT array_agg(sin(g * 0.37 + i * 0.011 + (g % 7)))::xhalfvec FROM generate_series(1, 4000) i $$;
+CREATE TABLE half_wide (id int, v xhalfvec(4000));
+INSERT INTO half_wide SELECT g, pg_temp.wide(g) FROM generate_series(1, 150) g;
+CREATE FUNCTION pg_temp.wide_recall(op text, opclass text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    exact int[];
+    found int[];
+    hits int := 0;
+    q xhalfvec;
+    problems bigint;
+BEGIN
+    EXECUTE format('CREATE INDEX half_wide_v ON half_wide USING xhnsw (v %s)', opclass);
+    INSERT INTO half_wide SELECT g, pg_temp.wide(g) FROM generate_series(151, 180) g;
+    FOR g IN 1..5 LOOP
+        q := pg_temp.wide(g * 37 + 200);
+        SET LOCAL enable_seqscan = off;
+        EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM half_wide ORDER BY v %s $1 LIMIT 10) s', op) INTO found USING q;
+        SET LOCAL enable_seqscan = on;
+        SET LOCAL enable_indexscan = off;
+        EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM half_wide ORDER BY v %s $1 LIMIT 10) s', op) INTO exact USING q;
+        SET LOCAL enable_indexscan = on;
+        hits := hits + (SELECT count(*) FROM unnest(found) f WHERE f = ANY (exact));
+    END LOOP;
+    SELECT count(*) INTO problems FROM xmodal.index_check('half_wide_v')
+        WHERE value <> 0 AND check_name NOT IN ('elements', 'heap_tids');
+    DELETE FROM half_wide WHERE id > 150;
+    EXECUTE 'DROP INDEX half_wide_v';
+    RETURN opclass || ': ' || hits || '/50, index_check problems ' || problems;
+END $$;
+SELECT pg_temp.wide_recall('<->', 'xhalfvec_l2_ops');
+SELECT pg_temp.wide_recall('<#>', 'xhalfvec_ip_ops');
+SELECT pg_temp.wide_recall('<=>', 'xhalfvec_cosine_ops');
+SELECT pg_temp.wide_recall('<+>', 'xhalfvec_l1_ops');
+-- Above the limit: a clear error.
+CREATE TABLE half_wider (v xhalfvec(4001));
+SELECT pg_temp.err($$CREATE INDEX ON half_wider USING xhnsw (v)$$);

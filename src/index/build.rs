@@ -18,13 +18,12 @@ use super::filter::extras_of;
 use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, MemGraph};
 use super::insert::{check_element_fits, insert_vector, params_of};
 use super::options;
-use super::page::{self, Locked, MetaPage, Metric, Tid, MAX_HEAP_TIDS, META_BLOCK};
+use super::page::{
+    self, Layout, Locked, MetaPage, Metric, Storage, Tid, MAX_HEAP_TIDS, META_BLOCK,
+};
 use super::tags::TagColumns;
 use crate::vector::error::VectorError;
 use crate::vector::half::index_elements;
-
-/// Largest dimension an index accepts: an element must fit in one page.
-pub const MAX_INDEX_DIMS: usize = 2000;
 
 const PHASE_LOAD: i64 = 2;
 const PHASE_GRAPH: i64 = 3;
@@ -36,6 +35,7 @@ struct BuildState {
     index: pg_sys::Relation,
     metric: Metric,
     dims: usize,
+    storage: Storage,
     m: usize,
     ef_construction: usize,
     graph: Option<MemGraph<DistanceFn>>,
@@ -54,11 +54,28 @@ struct BuildState {
     tuple_context: PgMemoryContexts,
 }
 
-pub fn check_index_dims(dims: usize) {
-    if dims > MAX_INDEX_DIMS {
+impl BuildState {
+    fn layout(&self) -> Layout {
+        Layout {
+            dims: self.dims,
+            storage: self.storage,
+        }
+    }
+}
+
+pub fn check_index_dims(layout: Layout) {
+    let max = layout.storage.max_dims();
+    if layout.dims > max {
+        let of = match layout.storage {
+            Storage::Float4 => "xvector",
+            Storage::Float2 => "xhalfvec",
+        };
         VectorError::new(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("xhnsw indexes support at most {MAX_INDEX_DIMS} dimensions, not {dims}"),
+            format!(
+                "xhnsw indexes on {of} support at most {max} dimensions, not {}",
+                layout.dims
+            ),
         )
         .raise();
     }
@@ -143,11 +160,25 @@ fn column_dims(index: pg_sys::Relation) -> usize {
     }
 }
 
-fn new_meta(metric: Metric, dims: usize, m: usize, ef_construction: usize) -> MetaPage {
+/// Float2 elements for an index on xhalfvec (the input type of its operator class), whose
+/// values are float2 already; float4 otherwise.
+fn column_storage(index: pg_sys::Relation) -> Storage {
+    // format_type_be_qualified gives schema.name; the type name itself never needs quoting.
+    let name = unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::format_type_be_qualified(*(*index).rd_opcintype))
+    };
+    match name.to_bytes().rsplit(|&b| b == b'.').next() {
+        Some(b"xhalfvec") => Storage::Float2,
+        _ => Storage::Float4,
+    }
+}
+
+fn new_meta(metric: Metric, layout: Layout, m: usize, ef_construction: usize) -> MetaPage {
     MetaPage {
         magic: page::MAGIC,
         version: page::VERSION,
-        dims: dims as u32,
+        dims: layout.dims as u32,
+        storage: layout.storage as u32,
         m: m as u32,
         ef_construction: ef_construction as u32,
         metric: metric as u32,
@@ -175,12 +206,16 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
     }
     let metric = metric_of(index);
-    let dims = column_dims(index);
-    check_index_dims(dims);
+    let layout = Layout {
+        dims: column_dims(index),
+        storage: column_storage(index),
+    };
+    check_index_dims(layout);
     let mut state = BuildState {
         index,
         metric,
-        dims,
+        dims: layout.dims,
+        storage: layout.storage,
         m,
         ef_construction,
         graph: None,
@@ -195,7 +230,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         index_tuples: 0.0,
         tuple_context: PgMemoryContexts::new("xhnsw build tuple"),
     };
-    write_metapage(index, &new_meta(metric, dims, m, ef_construction));
+    write_metapage(index, &new_meta(metric, layout, m, ef_construction));
 
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
     unsafe {
@@ -265,12 +300,15 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         return;
     };
     if state.dims == 0 {
-        check_index_dims(vector.len());
+        check_index_dims(Layout {
+            dims: vector.len(),
+            storage: state.storage,
+        });
         state.dims = vector.len();
     } else if vector.len() != state.dims {
         VectorError::dimension_mismatch(state.dims, vector.len()).raise();
     }
-    check_element_fits(state.dims, &extras);
+    check_element_fits(state.layout(), &extras);
     state.index_tuples += 1.0;
     if join_duplicate(state, heap_tid, &vector, &extras) {
         return;
@@ -441,7 +479,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     };
     for id in 0..n {
         element_tid.push(place(page::element_size(
-            state.dims,
+            state.layout(),
             state.extras[id as usize].len(),
         )));
         neighbour_tid.push(place(page::neighbour_size(state.m, graph.level(id))));
@@ -464,6 +502,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
             neighbour_tid[id as usize],
             &state.heap_tids[id as usize],
             graph.vector(id),
+            state.storage,
             &state.extras[id as usize],
         );
         add_at(current.as_ref().unwrap(), &element, e_tid.offset);
@@ -568,7 +607,11 @@ fn log_all_pages(index: pg_sys::Relation) {
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let (m, ef_construction) = options::index_options(index);
-    let meta = new_meta(metric_of(index), column_dims(index), m, ef_construction);
+    let layout = Layout {
+        dims: column_dims(index),
+        storage: column_storage(index),
+    };
+    let meta = new_meta(metric_of(index), layout, m, ef_construction);
     unsafe {
         let buffer = pg_sys::ReadBufferExtended(
             index,

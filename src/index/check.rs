@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use std::collections::VecDeque;
 
 use super::directory;
-use super::page::{self, Locked, Tid};
+use super::page::{self, Layout, Locked, Tid};
 
 /// Every element of the index by a dense id (its rank in physical order), with its level and
 /// deleted flag: 3 bytes and 2 bits an element, plus 4 bytes a page.
@@ -108,7 +108,7 @@ fn block_count(index: pg_sys::Relation) -> u32 {
 /// Visit every element in physical order, each page under a share lock.
 fn for_each_element(
     index: pg_sys::Relation,
-    dims: usize,
+    layout: Layout,
     mut visit: impl FnMut(Tid, &page::ElementData),
 ) {
     for block in 1..block_count(index) {
@@ -121,7 +121,7 @@ fn for_each_element(
             if !page::is_element(item) {
                 continue;
             }
-            if let Some(e) = unsafe { page::decode_element(item, dims) } {
+            if let Some(e) = unsafe { page::decode_element(item, layout) } {
                 visit(Tid { block, offset }, &e);
             }
         }
@@ -131,9 +131,9 @@ fn for_each_element(
 /// Heap TIDs of the live elements: what VACUUM reports when it had nothing to delete. Share
 /// locks only.
 pub(crate) fn live_heap_tids(index: pg_sys::Relation) -> f64 {
-    let dims = page::read_meta_of(index).dims as usize;
+    let layout = page::read_meta_of(index).layout();
     let mut live = 0.0;
-    for_each_element(index, dims, |_, e| {
+    for_each_element(index, layout, |_, e| {
         if !e.deleted {
             live += e.heap_tids.len() as f64;
         }
@@ -146,7 +146,7 @@ pub(crate) fn live_heap_tids(index: pg_sys::Relation) -> f64 {
 fn with_lists(
     index: pg_sys::Relation,
     m: usize,
-    dims: usize,
+    layout: Layout,
     tid: Tid,
     blocks: u32,
     mut f: impl FnMut(usize, &[Tid]),
@@ -154,7 +154,7 @@ fn with_lists(
     let (level, neighbour_tid) = {
         let locked = Locked::read(index, tid.block, false);
         let item = unsafe { page::item_ptr(locked.page(), tid.offset) }?;
-        let e = unsafe { page::decode_element(item, dims) }?;
+        let e = unsafe { page::decode_element(item, layout) }?;
         (e.level, e.neighbour_tid)
     };
     if !neighbour_tid.is_valid() || neighbour_tid.block >= blocks {
@@ -174,7 +174,7 @@ fn with_lists(
 /// Counts by name, in a fixed order.
 pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     let meta = page::read_meta_of(index);
-    let (dims, m) = (meta.dims as usize, meta.m as usize);
+    let (layout, m) = (meta.layout(), meta.m as usize);
     let blocks = block_count(index);
 
     // Pass 1: the elements, in physical order.
@@ -187,7 +187,7 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     elements.block_start.extend([0, 0]); // the metapage holds none
     let mut heap_tids = 0i64;
     let mut current = 1;
-    for_each_element(index, dims, |tid, e| {
+    for_each_element(index, layout, |tid, e| {
         while current < tid.block {
             elements.block_start.push(elements.offsets.len() as u32);
             current += 1;
@@ -216,7 +216,7 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         if elements.deleted(id) {
             continue;
         }
-        let found = with_lists(index, m, dims, elements.tid(id), blocks, |layer, list| {
+        let found = with_lists(index, m, layout, elements.tid(id), blocks, |layer, list| {
             for &n in list {
                 match elements.id(n) {
                     None => bad_links += 1,
@@ -243,7 +243,7 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         0
     };
     let reached = entry.map_or(0, |entry| {
-        reachable(index, m, dims, blocks, entry, &elements)
+        reachable(index, m, layout, blocks, entry, &elements)
     });
     let unreachable = if live == 0 { 0 } else { live - reached as i64 };
     vec![
@@ -281,7 +281,7 @@ fn directory_mismatches(index: pg_sys::Relation, head: u32, elements: &Elements)
 fn reachable(
     index: pg_sys::Relation,
     m: usize,
-    dims: usize,
+    layout: Layout,
     blocks: u32,
     entry: usize,
     elements: &Elements,
@@ -302,7 +302,7 @@ fn reachable(
         with_lists(
             index,
             m,
-            dims,
+            layout,
             elements.tid(id as usize),
             blocks,
             |layer, list| {

@@ -72,7 +72,7 @@ impl ExactPass {
             }
             let dist = store.with_element(id, |e| {
                 (!e.deleted && filter.matches(e.extras))
-                    .then(|| store.metric.distance(query, e.vector))
+                    .then(|| e.vector.distance(store.metric, query))
             });
             let Some(Some(dist)) = dist else { return };
             let s = Scored { dist, id };

@@ -9,7 +9,7 @@ use pgrx::PgMemoryContexts;
 use super::directory;
 use super::filter::extras_of;
 use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, SearchScratch};
-use super::page::{self, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
+use super::page::{self, Layout, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
 use super::tags::TagColumns;
 use crate::vector::half::index_elements;
@@ -51,8 +51,8 @@ pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
 
 /// An element must fit in a page with its line pointer (its neighbour item, at any level,
 /// fits on another page: `page::max_level_for`).
-pub fn check_element_fits(dims: usize, extras: &[u8]) {
-    let size = page::element_size(dims, extras.len());
+pub fn check_element_fits(layout: Layout, extras: &[u8]) {
+    let size = page::element_size(layout, extras.len());
     if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space()
         || extras.len() > u16::MAX as usize
     {
@@ -81,7 +81,7 @@ pub(crate) fn insert_vector(
         return; // zero vector under cosine: not indexed
     };
     check_dims(&mut store, vector.len());
-    check_element_fits(store.dims, extras);
+    check_element_fits(store.layout, extras);
     let params = params_of(store.m, store.meta.ef_construction as usize);
     let mut scratch = SearchScratch::new();
     if !join_duplicate(&store, &mut scratch, heap_tid, &vector, extras) {
@@ -94,13 +94,16 @@ pub(crate) fn insert_vector(
 }
 
 fn check_dims(store: &mut PageStore, dims: usize) {
-    if store.dims == dims {
+    if store.layout.dims == dims {
         return;
     }
-    if store.dims != 0 {
-        crate::vector::error::VectorError::dimension_mismatch(store.dims, dims).raise();
+    if store.layout.dims != 0 {
+        crate::vector::error::VectorError::dimension_mismatch(store.layout.dims, dims).raise();
     }
-    super::build::check_index_dims(dims);
+    super::build::check_index_dims(Layout {
+        dims,
+        ..store.layout
+    });
     // First vector of an index built empty on an unconstrained column: fix the dimension.
     let locked = Locked::read(store.index, META_BLOCK, true);
     let xlog = Xlog::begin(store.index, &locked, false);
@@ -111,11 +114,11 @@ fn check_dims(store: &mut PageStore, dims: usize) {
             page::write_meta(xlog.page(), &meta);
         }
         store.meta = meta;
-        store.dims = meta.dims as usize;
+        store.layout = meta.layout();
     }
     xlog.finish();
-    if store.dims != dims {
-        crate::vector::error::VectorError::dimension_mismatch(store.dims, dims).raise();
+    if store.layout.dims != dims {
+        crate::vector::error::VectorError::dimension_mismatch(store.layout.dims, dims).raise();
     }
 }
 
@@ -137,16 +140,11 @@ fn join_duplicate(
         let Some(item) = page::item_ptr(locked.page(), best.id.offset) else {
             return false;
         };
-        let Some(element) = page::decode_element(item, store.dims) else {
+        let Some(element) = page::decode_element(item, store.layout) else {
             return false;
         };
-        let same = element
-            .vector
-            .iter()
-            .zip(vector)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
         if element.deleted
-            || !same
+            || !element.vector.stores(vector)
             || element.extras != extras
             || element.heap_tids.len() >= MAX_HEAP_TIDS
         {
@@ -178,7 +176,11 @@ fn add_element(
 ) -> Tid {
     let neighbours = page::encode_neighbours(store.m, level);
     let line_pointer = std::mem::size_of::<pg_sys::ItemIdData>();
-    let element_need = page::element_size(vector.len(), extras.len()) + line_pointer;
+    let layout = Layout {
+        dims: vector.len(),
+        ..store.layout
+    };
+    let element_need = page::element_size(layout, extras.len()) + line_pointer;
     let neighbour_need = neighbours.len() + line_pointer;
     let shared = element_need + neighbour_need <= page::page_usable_space();
 
@@ -200,7 +202,14 @@ fn add_element(
             block: locked.block(),
             offset: page::add_item(xlog.page(), &neighbours),
         };
-        let element = page::encode_element(level, neighbour_tid, &[heap_tid], vector, extras);
+        let element = page::encode_element(
+            level,
+            neighbour_tid,
+            &[heap_tid],
+            vector,
+            layout.storage,
+            extras,
+        );
         match &element_page {
             None => Tid {
                 block: locked.block(),

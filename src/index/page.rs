@@ -3,7 +3,8 @@
 //! Block 0 is the metapage. Every other block holds items of two kinds, reached by their
 //! ItemPointer (block, offset):
 //! - element: flags, level, the heap TIDs that share this vector (duplicates and non-HOT
-//!   updates share one element), the ItemPointer of its neighbour item, the vector, and for a
+//!   updates share one element), the ItemPointer of its neighbour item, the vector (float4, or
+//!   float2 in an index on xhalfvec: `Storage`, in the metapage since format 3), and for a
 //!   multi-column index the other columns' values as an index tuple (filters check them during
 //!   the graph search, before any heap access);
 //! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
@@ -19,7 +20,8 @@ use std::ptr;
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
 /// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
-pub const VERSION: u32 = 2;
+/// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec).
+pub const VERSION: u32 = 3;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
@@ -152,9 +154,19 @@ pub struct MetaPage {
     /// version 1 metapages, whose bytes here are the zeroes of PageInit).
     pub directory_head: u32,
     pub directory_tail: u32,
+    /// `Storage` of the elements: 0 float4 (also before version 3: PageInit's zeroes), 1 float2.
+    pub storage: u32,
 }
 
 impl MetaPage {
+    /// The shape of this index's element items (`parse_meta` checked `storage`).
+    pub fn layout(&self) -> Layout {
+        Layout {
+            dims: self.dims as usize,
+            storage: Storage::from_u32(self.storage).unwrap_or(Storage::Float4),
+        }
+    }
+
     /// Does this index keep a filter directory (of all its elements)?
     pub fn has_directory(&self, index: pg_sys::Relation) -> bool {
         self.version >= 2 && has_filter_columns(index)
@@ -169,14 +181,56 @@ pub fn has_filter_columns(index: pg_sys::Relation) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Item encoding. Offsets are fixed per level, so neighbour updates rewrite bytes in place.
 
-/// Bytes of an element item: header (kind, flags, level, tid count, neighbour tid, extras
-/// length), heap tids, the vector, then the extra columns' index tuple (MAXALIGNed).
-pub fn element_size(dims: usize, extras_len: usize) -> usize {
-    extras_offset(dims) + maxalign(extras_len)
+/// How an index's elements hold their vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Storage {
+    /// 4-byte floats (xvector, and every index of format 1 and 2).
+    Float4 = 0,
+    /// 2-byte floats: an index on xhalfvec, whose values are float2 already.
+    Float2 = 1,
 }
 
-fn extras_offset(dims: usize) -> usize {
-    maxalign(element_vector_offset() + dims * 4)
+impl Storage {
+    fn bytes(self) -> usize {
+        match self {
+            Storage::Float4 => 4,
+            Storage::Float2 => 2,
+        }
+    }
+
+    /// Largest dimension an index accepts: an element (with its header) must fit in one page.
+    pub fn max_dims(self) -> usize {
+        match self {
+            Storage::Float4 => 2000,
+            Storage::Float2 => 4000,
+        }
+    }
+
+    fn from_u32(v: u32) -> Option<Storage> {
+        match v {
+            0 => Some(Storage::Float4),
+            1 => Some(Storage::Float2),
+            _ => None,
+        }
+    }
+}
+
+/// The shape of an index's element items: every element holds `dims` values as `storage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub dims: usize,
+    pub storage: Storage,
+}
+
+/// Bytes of an element item: header (kind, flags, level, tid count, neighbour tid, extras
+/// length), heap tids, the vector, then the extra columns' index tuple (MAXALIGNed).
+pub fn element_size(layout: Layout, extras_len: usize) -> usize {
+    extras_offset(layout) + maxalign(extras_len)
+}
+
+fn extras_offset(layout: Layout) -> usize {
+    maxalign(element_vector_offset() + layout.dims * layout.storage.bytes())
 }
 
 fn element_vector_offset() -> usize {
@@ -214,25 +268,82 @@ pub fn page_usable_space() -> usize {
     pg_sys::BLCKSZ as usize - std::mem::size_of::<pg_sys::PageHeaderData>()
 }
 
-/// A decoded element (vector borrowed from the page or owned by the caller).
+/// A decoded element, borrowing from the page.
 pub struct ElementData<'a> {
     pub deleted: bool,
     pub level: usize,
     pub neighbour_tid: Tid,
     pub heap_tids: Vec<Tid>,
-    pub vector: &'a [f32],
+    pub vector: ElementVector<'a>,
     /// Index tuple of the extra key columns (empty for a single-column index).
     pub extras: &'a [u8],
 }
 
+/// An element's vector as stored on its page.
+#[derive(Clone, Copy)]
+pub enum ElementVector<'a> {
+    Float4(&'a [f32]),
+    Float2(&'a [half::f16]),
+}
+
+thread_local! {
+    /// A float2 vector widened for the distance kernels (they take float4).
+    static WIDENED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ElementVector<'_> {
+    /// `metric`'s distance between `query` and this vector.
+    pub fn distance(self, metric: Metric, query: &[f32]) -> f32 {
+        match self {
+            ElementVector::Float4(v) => metric.distance(query, v),
+            ElementVector::Float2(v) => WIDENED.with_borrow_mut(|wide| {
+                wide.clear();
+                wide.extend(v.iter().map(|h| h.to_f32()));
+                metric.distance(query, wide)
+            }),
+        }
+    }
+
+    pub fn to_vec(self) -> Vec<f32> {
+        match self {
+            ElementVector::Float4(v) => v.to_vec(),
+            ElementVector::Float2(v) => v.iter().map(|h| h.to_f32()).collect(),
+        }
+    }
+
+    /// Whether `vector`, stored in this one's format, would be bit for bit this one.
+    pub fn stores(self, vector: &[f32]) -> bool {
+        match self {
+            ElementVector::Float4(v) => {
+                v.len() == vector.len()
+                    && v.iter()
+                        .zip(vector)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+            }
+            ElementVector::Float2(v) => {
+                v.len() == vector.len()
+                    && v.iter()
+                        .zip(vector)
+                        .all(|(a, b)| a.to_bits() == half::f16::from_f32(*b).to_bits())
+            }
+        }
+    }
+}
+
+/// An element item holding `vector` in `storage`.
 pub fn encode_element(
     level: usize,
     neighbour_tid: Tid,
     heap_tids: &[Tid],
     vector: &[f32],
+    storage: Storage,
     extras: &[u8],
 ) -> Vec<u8> {
-    let mut out = vec![0u8; element_size(vector.len(), extras.len())];
+    let layout = Layout {
+        dims: vector.len(),
+        storage,
+    };
+    let mut out = vec![0u8; element_size(layout, extras.len())];
     out[0] = ELEMENT_KIND;
     out[2] = level as u8;
     out[3] = heap_tids.len() as u8;
@@ -243,9 +354,14 @@ pub fn encode_element(
     out[10..12].copy_from_slice(&(extras.len() as u16).to_le_bytes());
     let start = element_vector_offset();
     for (i, v) in vector.iter().enumerate() {
-        out[start + i * 4..start + i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        match storage {
+            Storage::Float4 => out[start + i * 4..][..4].copy_from_slice(&v.to_ne_bytes()),
+            Storage::Float2 => {
+                out[start + i * 2..][..2].copy_from_slice(&half::f16::from_f32(*v).to_ne_bytes())
+            }
+        }
     }
-    let start = extras_offset(vector.len());
+    let start = extras_offset(layout);
     out[start..start + extras.len()].copy_from_slice(extras);
     out
 }
@@ -256,14 +372,15 @@ pub fn encode_element(
 /// # Safety
 /// `item` must come from `item_ptr` on a page that stays pinned and locked while the result
 /// is used.
-pub unsafe fn decode_element<'a>(item: Item, dims: usize) -> Option<ElementData<'a>> {
-    parse_element(unsafe { item.bytes() }, dims).unwrap_or_else(|c| c.raise())
+pub unsafe fn decode_element<'a>(item: Item, layout: Layout) -> Option<ElementData<'a>> {
+    parse_element(unsafe { item.bytes() }, layout).unwrap_or_else(|c| c.raise())
 }
 
-/// Decode the bytes of an item (its `lp_len` bytes) as an element of `dims` dimensions;
-/// Ok(None) when it is another kind of item. Checks the item's length against the size its
-/// header implies, the level, the heap TID count and the extras' own length before slicing.
-pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>>, Corrupt> {
+/// Decode the bytes of an item (its `lp_len` bytes) as an element of this layout; Ok(None)
+/// when it is another kind of item. Checks the item's length against the size its header
+/// implies, the level, the heap TID count and the extras' own length before slicing.
+pub fn parse_element(bytes: &[u8], layout: Layout) -> Result<Option<ElementData<'_>>, Corrupt> {
+    let dims = layout.dims;
     if bytes.first() != Some(&ELEMENT_KIND) {
         return Ok(None);
     }
@@ -278,14 +395,14 @@ pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>
         )));
     }
     let extras_len = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
-    let expected = element_size(dims, extras_len);
+    let expected = element_size(layout, extras_len);
     if bytes.len() != expected {
         return Err(Corrupt(format!(
             "element item of {} bytes, expected {expected} for {dims} dimensions",
             bytes.len()
         )));
     }
-    let extras = &bytes[extras_offset(dims)..extras_offset(dims) + extras_len];
+    let extras = &bytes[extras_offset(layout)..extras_offset(layout) + extras_len];
     // The extras are an index tuple (filter.rs) that index_deform_tuple reads: its own length
     // must be what the element says.
     if !extras.is_empty()
@@ -296,12 +413,24 @@ pub fn parse_element(bytes: &[u8], dims: usize) -> Result<Option<ElementData<'_>
             "filter values of {extras_len} bytes with a different length inside"
         )));
     }
-    let vector_bytes = &bytes[header..header + dims * 4];
+    let vector_bytes = &bytes[header..header + dims * layout.storage.bytes()];
     if vector_bytes.as_ptr() as usize % std::mem::align_of::<f32>() != 0 {
         return Err(Corrupt("misaligned element".into()));
     }
-    // SAFETY: in bounds (length checked above) and aligned for f32; every bit pattern is an f32.
-    let vector = unsafe { std::slice::from_raw_parts(vector_bytes.as_ptr() as *const f32, dims) };
+    // SAFETY: in bounds (length checked above) and aligned for f32 (so for f16); every bit
+    // pattern is an f32 or an f16.
+    let vector = unsafe {
+        match layout.storage {
+            Storage::Float4 => ElementVector::Float4(std::slice::from_raw_parts(
+                vector_bytes.as_ptr() as *const f32,
+                dims,
+            )),
+            Storage::Float2 => ElementVector::Float2(std::slice::from_raw_parts(
+                vector_bytes.as_ptr() as *const half::f16,
+                dims,
+            )),
+        }
+    };
     Ok(Some(ElementData {
         deleted: bytes[1] & FLAG_DELETED != 0,
         level,
@@ -858,7 +987,6 @@ pub unsafe fn read_meta(page: pg_sys::Page) -> MetaPage {
 /// The metapage's fields, checked against what any index can hold: every reader sizes its
 /// reads by `dims` and `m`.
 pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
-    use super::build::MAX_INDEX_DIMS;
     use super::options::{MAX_EF_CONSTRUCTION, MAX_M, MIN_M};
     if page.len() < PAGE_HEADER_SIZE + std::mem::size_of::<MetaPage>() {
         return Err(Corrupt("short metapage".into()));
@@ -879,15 +1007,16 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         meta.m as usize,
         meta.ef_construction as usize,
     );
-    if dims > MAX_INDEX_DIMS
+    let storage = Storage::from_u32(meta.storage);
+    if storage.is_none_or(|s| dims > s.max_dims())
         || !(MIN_M..=MAX_M).contains(&m)
         || !(1..=MAX_EF_CONSTRUCTION).contains(&efc)
         || Metric::from_u32(meta.metric).is_none()
         || meta.entry_level as usize > max_level_for(m)
     {
         return Err(Corrupt(format!(
-            "metapage with dims {dims}, m {m}, ef_construction {efc}, metric {}, entry level {}",
-            meta.metric, meta.entry_level
+            "metapage with dims {dims}, storage {}, m {m}, ef_construction {efc}, metric {}, entry level {}",
+            meta.storage, meta.metric, meta.entry_level
         )));
     }
     Ok(meta)
@@ -979,6 +1108,13 @@ mod tests {
         extras
     }
 
+    fn float4(dims: usize) -> Layout {
+        Layout {
+            dims,
+            storage: Storage::Float4,
+        }
+    }
+
     #[test]
     fn element_round_trip() {
         let v: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
@@ -1001,11 +1137,12 @@ mod tests {
             },
             &tids,
             &v,
+            Storage::Float4,
             &extras,
         );
         let words = aligned(&bytes);
         let item = as_bytes(&words, bytes.len());
-        let e = parse_element(item, v.len()).unwrap().unwrap();
+        let e = parse_element(item, float4(v.len())).unwrap().unwrap();
         assert_eq!(
             (e.level, e.deleted, e.neighbour_tid),
             (
@@ -1018,27 +1155,28 @@ mod tests {
             )
         );
         assert_eq!(e.heap_tids, tids);
-        assert_eq!(e.vector, &v[..]);
+        assert_eq!(e.vector.to_vec(), v);
+        assert!(e.vector.stores(&v));
         assert_eq!(e.extras, &extras[..]);
         assert_eq!(
-            (item.as_ptr() as usize + extras_offset(v.len())) % 8,
+            (item.as_ptr() as usize + extras_offset(float4(v.len()))) % 8,
             0,
             "extras are MAXALIGNed"
         );
         // the wrong dimension, a cut item, a level or TID count out of range: corrupt
-        assert!(parse_element(item, v.len() + 4).is_err());
-        assert!(parse_element(&item[..item.len() - 8], v.len()).is_err());
+        assert!(parse_element(item, float4(v.len() + 4)).is_err());
+        assert!(parse_element(&item[..item.len() - 8], float4(v.len())).is_err());
         for (at, value) in [(2, 17u8), (3, 9u8), (10, 200u8)] {
             let mut bad = bytes.clone();
             bad[at] = value;
             let words = aligned(&bad);
             assert!(
-                parse_element(as_bytes(&words, bad.len()), v.len()).is_err(),
+                parse_element(as_bytes(&words, bad.len()), float4(v.len())).is_err(),
                 "byte {at} = {value}"
             );
         }
         assert!(
-            parse_element(&encode_neighbours(4, 0), v.len())
+            parse_element(&encode_neighbours(4, 0), float4(v.len()))
                 .unwrap()
                 .is_none(),
             "another kind"
@@ -1046,8 +1184,81 @@ mod tests {
     }
 
     #[test]
+    fn float2_elements() {
+        // xhalfvec values are float2 already: stored and read back exactly, at half the size.
+        let v: Vec<f32> = (0..13)
+            .map(|i| half::f16::from_f32(i as f32 * 0.3).to_f32())
+            .collect();
+        let half_layout = Layout {
+            dims: v.len(),
+            storage: Storage::Float2,
+        };
+        let bytes = encode_element(0, Tid::INVALID, &[], &v, Storage::Float2, &[]);
+        assert_eq!(bytes.len(), element_size(half_layout, 0));
+        assert!(bytes.len() < element_size(float4(v.len()), 0));
+        let words = aligned(&bytes);
+        let item = as_bytes(&words, bytes.len());
+        let e = parse_element(item, half_layout).unwrap().unwrap();
+        assert_eq!(e.vector.to_vec(), v);
+        assert!(e.vector.stores(&v));
+        let query: Vec<f32> = (0..13).map(|i| i as f32).collect();
+        assert_eq!(
+            e.vector.distance(Metric::L2, &query),
+            Metric::L2.distance(&query, &v)
+        );
+        assert!(
+            parse_element(item, float4(v.len())).is_err(),
+            "read as float4"
+        );
+    }
+
+    #[test]
+    fn older_metapages_read_as_float4() {
+        // A format-2 metapage ends before `storage`: PageInit's zeroes read as float4.
+        let meta = MetaPage {
+            magic: MAGIC,
+            version: 2,
+            dims: 3000,
+            m: 16,
+            ef_construction: 64,
+            metric: Metric::L2 as u32,
+            entry: Tid::INVALID,
+            entry_level: 0,
+            insert_page: 0,
+            elements: 0,
+            directory_head: 0,
+            directory_tail: 0,
+            storage: 0,
+        };
+        let mut page = vec![0u8; BLOCK];
+        let old_size = std::mem::offset_of!(MetaPage, storage);
+        let bytes =
+            unsafe { std::slice::from_raw_parts(&meta as *const MetaPage as *const u8, old_size) };
+        page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + old_size].copy_from_slice(bytes);
+        assert!(
+            parse_meta(&page).is_err(),
+            "3000 float4 dimensions do not fit"
+        );
+        page[PAGE_HEADER_SIZE + 8..PAGE_HEADER_SIZE + 12].copy_from_slice(&1536u32.to_ne_bytes());
+        let read = parse_meta(&page).unwrap();
+        assert_eq!(
+            read.layout(),
+            Layout {
+                dims: 1536,
+                storage: Storage::Float4
+            }
+        );
+    }
+
+    #[test]
     fn sizes_fit_a_page() {
-        assert!(element_size(2000, 0) <= page_usable_space() - 8);
+        for storage in [Storage::Float4, Storage::Float2] {
+            let widest = Layout {
+                dims: storage.max_dims(),
+                storage,
+            };
+            assert!(element_size(widest, 0) <= page_usable_space() - 8);
+        }
         let directory = (directory_item_size() + 7) / 8 * 8;
         assert!(
             directory + 4 + DIRECTORY_SPECIAL_SIZE <= page_usable_space(),
@@ -1065,7 +1276,7 @@ mod tests {
 
     /// A data page as PageInit and PageAddItem would lay it out: an element and its
     /// neighbour item.
-    fn data_page(dims: usize, m: usize, level: usize) -> Vec<u64> {
+    fn data_page(layout: Layout, m: usize, level: usize) -> Vec<u64> {
         let mut page = vec![0u8; BLOCK];
         let items = [
             encode_element(
@@ -1078,7 +1289,8 @@ mod tests {
                     block: 9,
                     offset: 1,
                 }],
-                &vec![0.25; dims],
+                &vec![0.25; layout.dims],
+                layout.storage,
                 &[],
             ),
             encode_neighbours(m, level),
@@ -1099,7 +1311,7 @@ mod tests {
 
     /// What every reader does with a page: each item through `item_bounds`, then decoded as
     /// an element or a neighbour item. Returns whether the page was found corrupt.
-    fn read_page(page: &[u8], dims: usize, m: usize) -> bool {
+    fn read_page(page: &[u8], layout: Layout, m: usize) -> bool {
         let mut out = Vec::new();
         for offset in 0..=max_offset(page).saturating_add(1) {
             match item_bounds(page, offset) {
@@ -1107,9 +1319,9 @@ mod tests {
                 Ok(None) => {}
                 Ok(Some((start, len))) => {
                     let bytes = &page[start..start + len];
-                    match parse_element(bytes, dims) {
+                    match parse_element(bytes, layout) {
                         Err(_) => return true,
-                        Ok(Some(e)) => assert_eq!(e.vector.len(), dims),
+                        Ok(Some(e)) => assert_eq!(e.vector.to_vec().len(), layout.dims),
                         Ok(None) => {
                             for layer in 0..=LEVEL_CAP + 1 {
                                 if parse_neighbours(bytes, m, layer, &mut out).is_err() {
@@ -1126,8 +1338,12 @@ mod tests {
 
     #[test]
     fn a_built_page_reads_back() {
-        let words = data_page(24, 16, 2);
-        assert!(!read_page(as_bytes(&words, BLOCK), 24, 16));
+        for storage in [Storage::Float4, Storage::Float2] {
+            let layout = Layout { dims: 24, storage };
+            let words = data_page(layout, 16, 2);
+            assert!(!read_page(as_bytes(&words, BLOCK), layout, 16));
+        }
+        let words = data_page(float4(24), 16, 2);
         assert_eq!(item_bounds(as_bytes(&words, BLOCK), 3), Ok(None));
     }
 
@@ -1137,9 +1353,10 @@ mod tests {
     // cases (bench/README.md: the long run).
     proptest! {
         #[test]
-        fn random_pages_never_panic(bytes in proptest::collection::vec(any::<u8>(), BLOCK), dims in 0usize..2100, m in 2usize..=100) {
+        fn random_pages_never_panic(bytes in proptest::collection::vec(any::<u8>(), BLOCK), dims in 0usize..4100, half in any::<bool>(), m in 2usize..=100) {
             let words = aligned(&bytes);
-            read_page(as_bytes(&words, BLOCK), dims, m);
+            let storage = if half { Storage::Float2 } else { Storage::Float4 };
+            read_page(as_bytes(&words, BLOCK), Layout { dims, storage }, m);
             let _ = parse_meta(as_bytes(&words, BLOCK));
         }
 
@@ -1147,30 +1364,35 @@ mod tests {
         fn bit_flipped_pages_never_panic(
             flips in proptest::collection::vec((0usize..BLOCK, 0u8..8), 1..16),
             dims in 1usize..200,
+            half in any::<bool>(),
             m in 2usize..=100,
             level in 0usize..4,
         ) {
             let level = level.min(max_level_for(m));
-            let mut words = data_page(dims, m, level);
+            let storage = if half { Storage::Float2 } else { Storage::Float4 };
+            let layout = Layout { dims, storage };
+            let mut words = data_page(layout, m, level);
             let page = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, BLOCK) };
             for (at, bit) in flips {
                 page[at] ^= 1 << bit;
             }
-            read_page(page, dims, m);
+            read_page(page, layout, m);
         }
 
         #[test]
         fn corrupt_metapages_are_refused(
             dims in any::<u32>(), m in any::<u32>(), efc in any::<u32>(), metric in any::<u32>(), level in any::<u32>(),
+            storage in 0u32..3,
         ) {
             let meta = MetaPage {
                 magic: MAGIC, version: VERSION, dims, m, ef_construction: efc, metric, entry: Tid::INVALID,
                 entry_level: level, insert_page: 0, elements: 0, directory_head: 0, directory_tail: 0,
+                storage,
             };
             let mut page = vec![0u8; BLOCK];
             unsafe { ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta) };
             if let Ok(read) = parse_meta(&page) {
-                prop_assert!(read.dims <= 2000 && (2..=100).contains(&read.m) && read.entry_level as usize <= max_level_for(read.m as usize));
+                prop_assert!(read.layout().dims <= read.layout().storage.max_dims() && read.storage < 2 && (2..=100).contains(&read.m) && read.entry_level as usize <= max_level_for(read.m as usize));
             }
         }
     }

@@ -269,8 +269,9 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         LAST_PATH.set("sequential");
         return Mode::Sequential(1);
     };
-    if store.dims != 0 && query.len() != store.dims {
-        crate::vector::error::VectorError::dimension_mismatch(store.dims, query.len()).raise();
+    let dims = store.layout.dims;
+    if dims != 0 && query.len() != dims {
+        crate::vector::error::VectorError::dimension_mismatch(dims, query.len()).raise();
     }
     let Some(prepared) = store.metric.prepare(query) else {
         LAST_PATH.set("sequential");
@@ -392,7 +393,7 @@ fn collect_page(
             if !page::is_element(item) {
                 continue;
             }
-            if let Some(e) = page::decode_element(item, store.dims) {
+            if let Some(e) = page::decode_element(item, store.layout) {
                 let passes = filter.as_mut().is_none_or(|f| f.matches(e.extras));
                 if !e.deleted && passes {
                     out.extend(e.heap_tids.iter().copied());
@@ -431,7 +432,7 @@ impl GraphStore for FilteredStore<'_> {
             .with_element(id, |e| {
                 self.last
                     .set(Some((id, self.filter.borrow_mut().matches(e.extras))));
-                self.store.metric.distance(query, e.vector)
+                e.vector.distance(self.store.metric, query)
             })
             .unwrap_or(f32::INFINITY)
     }

@@ -8,13 +8,13 @@ use pgrx::pg_sys;
 use std::cell::Cell;
 
 use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
-use super::page::{self, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
+use super::page::{self, Layout, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
 
 pub struct PageStore {
     pub index: pg_sys::Relation,
     pub meta: MetaPage,
     pub metric: Metric,
-    pub dims: usize,
+    pub layout: Layout,
     pub m: usize,
     /// Vacuum replaces a deleted entry point unconditionally; inserts only raise it.
     pub replace_entry: bool,
@@ -40,7 +40,7 @@ impl PageStore {
             index,
             meta,
             metric: Metric::from_u32(meta.metric).expect("read_meta checks the metric"),
-            dims: meta.dims as usize,
+            layout: meta.layout(),
             m: meta.m as usize,
             replace_entry: false,
             reads: Cell::new(0),
@@ -75,7 +75,7 @@ impl PageStore {
         unsafe {
             let item =
                 page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
-            let element = page::decode_element(item, self.dims)?;
+            let element = page::decode_element(item, self.layout)?;
             // (An invalid block would read as P_NEW: a read that extends the relation.)
             if element.level > page::max_level_for(self.m) || !element.neighbour_tid.is_valid() {
                 page::Corrupt(format!(
@@ -152,7 +152,7 @@ impl GraphStore for PageStore {
     type Id = Tid;
 
     fn distance(&self, query: &[f32], id: Tid) -> f32 {
-        self.with_element(id, |e| self.metric.distance(query, e.vector))
+        self.with_element(id, |e| e.vector.distance(self.metric, query))
             .unwrap_or(f32::INFINITY)
     }
 

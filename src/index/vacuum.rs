@@ -24,7 +24,7 @@ use super::graph::{
     HnswParams, SearchScratch, VisitedSet,
 };
 use super::insert::params_of;
-use super::page::{self, Locked, Tid, Xlog, META_BLOCK};
+use super::page::{self, Layout, Locked, Tid, Xlog, META_BLOCK};
 use super::store::PageStore;
 
 /// Nodes repaired (or relinked) per hold of the insert lock.
@@ -132,7 +132,7 @@ fn out_of_memory() -> ! {
 /// Run `f` on every element of the index (a share lock on one page at a time).
 fn for_each_element(
     index: pg_sys::Relation,
-    dims: usize,
+    layout: Layout,
     mut f: impl FnMut(Tid, &page::ElementData, pg_sys::Page),
 ) {
     for block in 1..block_count(index) {
@@ -146,7 +146,7 @@ fn for_each_element(
             if !page::is_element(item) {
                 continue;
             }
-            if let Some(element) = unsafe { page::decode_element(item, dims) } {
+            if let Some(element) = unsafe { page::decode_element(item, layout) } {
                 f(Tid { block, offset }, &element, locked.page());
             }
         }
@@ -203,7 +203,7 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
             if !page::is_element(item) {
                 continue;
             }
-            let Some(element) = (unsafe { page::decode_element(item, store.dims) }) else {
+            let Some(element) = (unsafe { page::decode_element(item, store.layout) }) else {
                 continue;
             };
             if element.deleted {
@@ -273,7 +273,7 @@ fn repair(index: pg_sys::Relation, census: &Census) {
             if !page::is_element(item) {
                 continue;
             }
-            let Some(element) = (unsafe { page::decode_element(item, repair.store.dims) }) else {
+            let Some(element) = (unsafe { page::decode_element(item, repair.store.layout) }) else {
                 continue;
             };
             if element.deleted {
@@ -415,7 +415,7 @@ impl<'a> Repair<'a> {
         };
         reach_layer0(&self.store, &mut reached, vacuum_delay_point);
         let mut lost = Vec::new();
-        for_each_element(index, self.store.dims, |id, element, _| {
+        for_each_element(index, self.store.layout, |id, element, _| {
             if !element.deleted && reached.insert(id) {
                 if lost.try_reserve(1).is_err() {
                     out_of_memory();
