@@ -8,23 +8,22 @@
 #
 #   bench/embed/run.sh [MODEL_DIR] [N] [THREADS] [REPEATS]
 #
-# MODEL_DIR: a ViT-B/32-sized OpenCLIP export with random weights (default /work/scratch/vit-b32;
-#            make one with `python scripts/make-test-models --vit-b32 DIR --skip-fixtures`).
+# MODEL_DIR: a ViT-B/32-sized OpenCLIP export with random weights (default target/vit-b32 in the
+#            checkout; make one with `python scripts/make-test-models --vit-b32 DIR --skip-fixtures`).
 # N:         photos and captions (first caption of each photo) to embed (default 1000).
 # THREADS:   ONNX Runtime intra-op threads on both sides (default: the number of cores).
 # REPEATS:   passes over the four (modality, batch) pairs (default 3).
-# Environment: PYTHON (a Python with onnxruntime, pillow, open_clip; default
-# /work/venv-models/bin/python), PG_BIN (the server the extension is installed in).
+# Environment: PYTHON (a Python with onnxruntime, pillow, open_clip; default python3), PG_BIN (the server the extension is installed in).
 # Per call, SQL timing is taken inside the server (clock_timestamp around each call in PL/pgSQL),
 # so it includes argument passing and building the xvector but no client round trip; the
 # preprocessing share comes from xmodal.encoder_stats(). The result cache is off.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-MODEL=${1:-/work/scratch/vit-b32}
+MODEL=${1:-$ROOT/target/vit-b32}
 N=${2:-1000}
 THREADS=${3:-$(nproc)}
 REPEATS=${4:-3}
-PYTHON=${PYTHON:-/work/venv-models/bin/python}
+PYTHON=${PYTHON:-python3}
 DATA=$(cd "$ROOT/.." && pwd)/shared/data/flickr8k-1k
 [ -d "$DATA/images" ] || { echo "SKIP: $DATA not found"; exit 0; }
 [ -f "$MODEL/visual.onnx" ] || { echo "no model at $MODEL (see the header of this script)"; exit 1; }

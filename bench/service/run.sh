@@ -11,7 +11,7 @@
 #   bench/service/run.sh [MODEL_DIR] [SECONDS] [REPEATS] [THREADS] [SERVICE_THREADS]
 #
 # MODEL_DIR: a model directory (default: the ViT-B/32-sized export bench/embed uses,
-#            /work/scratch/vit-b32, made by `scripts/make-test-models --vit-b32 DIR`).
+#            target/vit-b32 in the checkout, made by `scripts/make-test-models --vit-b32 DIR`).
 # SECONDS:   length of each pgbench run (default 20). REPEATS: default 1.
 # THREADS:   xmodal.intra_op_threads, the threads of each backend-mode session (default 1).
 # SERVICE_THREADS: xmodal.service_threads, the worker's (default 0: one per core).
@@ -19,7 +19,7 @@
 # real new connection does.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-MODEL=${1:-/work/scratch/vit-b32}
+MODEL=${1:-$ROOT/target/vit-b32}
 SECONDS_PER_RUN=${2:-20}
 REPEATS=${3:-1}
 THREADS=${4:-1}
