@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use super::filter::expected_graph_visits;
+use super::filter::{exact_beats_graph, expected_graph_visits};
 use super::page::directory_capacity;
 use super::scan::SAMPLE;
 use super::tags::TagColumns;
@@ -157,7 +157,7 @@ unsafe extern "C-unwind" fn amcostestimate(
         let candidates = (tag_selectivity.max(filter_selectivity) * tuples).ceil();
         let directory_pages = (tuples / directory_capacity() as f64).ceil();
         let survey = directory_pages * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
-        let ranked_at_start = candidates <= limit || graph >= candidates;
+        let ranked_at_start = candidates <= limit || exact_beats_graph(candidates, graph);
         let visited = if ranked_at_start {
             candidates
         } else {

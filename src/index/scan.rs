@@ -9,8 +9,8 @@
 //! from a survey of the filter directory: how many elements the tags let through (C), and how
 //! many of a sample of them pass every clause. Exact (exact.rs): read the C candidates, check
 //! every clause, rank the matches by true distance; chosen when C is at most
-//! `xhnsw.exact_filter_limit` or when the graph search is expected to visit more than C
-//! elements. Graph: the filtered graph search, which switches to the exact path (skipping what
+//! `xhnsw.exact_filter_limit` or when reading C costs less than the graph search is expected
+//! to (`filter::exact_beats_graph`). Graph: the filtered graph search, which switches to the exact path (skipping what
 //! it already returned) once it has visited C elements (or `xhnsw.max_scan_tuples`) and the
 //! executor still wants rows; so every matching row is returned whenever the executor asks
 //! for it, and the visited cap never cuts a filtered scan short.
@@ -21,7 +21,7 @@ use std::collections::{HashSet, VecDeque};
 
 use super::directory;
 use super::exact::{Candidates, ExactPass};
-use super::filter::{child_context, expected_graph_visits, KeyFilter};
+use super::filter::{child_context, exact_beats_graph, expected_graph_visits, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{self, Locked, Tid};
@@ -367,7 +367,7 @@ fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
     let matches = survey.count as f64 * passed as f64 / survey.sample.len().max(1) as f64;
     let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
     let candidates = Candidates::Directory(tags);
-    if graph >= survey.count as f64 {
+    if exact_beats_graph(survey.count as f64, graph) {
         return FilterPlan::Exact(candidates);
     }
     FilterPlan::Graph {
