@@ -173,8 +173,11 @@ impl KeyFilter {
 /// an estimate of 3,360 visits) the graph path answered 19-66 queries/s at recall 0.84-0.95, the
 /// exact path 74-111 at recall 1.000 (bench/README.md).
 pub fn exact_beats_graph(candidates: f64, graph_visits: f64) -> bool {
-    2.0 * graph_visits >= candidates
+    GRAPH_VISIT_READS * graph_visits >= candidates
 }
+
+/// What one graph visit costs in candidate reads (see [`exact_beats_graph`]).
+pub const GRAPH_VISIT_READS: f64 = 2.0;
 
 /// Elements a graph search visits to fill its first batch under a filter that a fraction
 /// `selectivity` of the index's `elements` pass: about 8 times the (narrowed) result set,

@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use super::filter::{exact_beats_graph, expected_graph_visits};
+use super::filter::{exact_beats_graph, expected_graph_visits, GRAPH_VISIT_READS};
 use super::page::directory_capacity;
 use super::scan::SAMPLE;
 use super::tags::TagColumns;
@@ -158,12 +158,13 @@ unsafe extern "C-unwind" fn amcostestimate(
         let directory_pages = (tuples / directory_capacity() as f64).ceil();
         let survey = directory_pages * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
         let ranked_at_start = candidates <= limit || exact_beats_graph(candidates, graph);
-        let visited = if ranked_at_start {
-            candidates
+        let (visited, read_cost) = if ranked_at_start {
+            // Candidates are read in the directory's (physical) order, their lists never.
+            (candidates, candidates * per_visit / GRAPH_VISIT_READS)
         } else {
-            graph + SAMPLE as f64
+            (graph + SAMPLE as f64, (graph + SAMPLE as f64) * per_visit)
         };
-        *startup_cost = survey + visited * per_visit;
+        *startup_cost = survey + read_cost;
         *pages = directory_pages + (visited / tuples * (*info).pages as f64).ceil();
         if ranked_at_start {
             // The directory or exact path reads and ranks every candidate before its first row:
