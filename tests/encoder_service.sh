@@ -176,24 +176,30 @@ until_true 5 "SELECT count(*) = 0 FROM xmodal.encoder_service WHERE model = 'es_
 echo "ok: the dropped model was unloaded"
 
 echo "-- xmodal.service_threads sizes the worker's sessions"
-# worker_threads_with N: the worker's thread count once it holds es_thr's text tower, loaded
-# afresh (a new registration) after the setting became N.
+# worker_threads_with N: the thread count of a worker started after the setting became N, once
+# it holds its three towers: es_pre's two (xmodal.preload) and es_oc's text tower.
 worker_threads_with() {
+    local old
     sql "ALTER SYSTEM SET xmodal.service_threads = $1" >/dev/null
     sql "SELECT pg_reload_conf()" >/dev/null
+    # A new connection forks from the postmaster: once it sees N, so will the next worker.
     until_true 5 "SELECT current_setting('xmodal.service_threads') = '$1'" || fail "reload"
-    sleep 0.5   # the worker reads the file on its own SIGHUP
-    sql "SELECT xmodal.register_model('es_thr', '$MODELS/openclip-tiny', replace => true)" >/dev/null 2>&1
-    sql "SELECT vector_dims(embed_text('threads', 'es_thr'))" >/dev/null
+    old=$(worker_pid)
+    sql "SELECT pg_terminate_backend($old)" >/dev/null
+    until_true 15 "SELECT count(*) = 2 FROM xmodal.encoder_service WHERE model = 'es_pre' AND pid <> $old" \
+        || fail "no new worker preloaded es_pre"
+    sql "SELECT vector_dims(embed_text('threads', 'es_oc'))" >/dev/null
+    [ "$(sql "SELECT count(*) FROM xmodal.encoder_service WHERE pid <> $old")" = 3 ] \
+        || fail "the new worker does not hold three towers: $(sql "TABLE xmodal.encoder_service")"
     ls "/proc/$(worker_pid)/task" | wc -l
 }
 one=$(worker_threads_with 1)
 four=$(worker_threads_with 4)
 sql "ALTER SYSTEM RESET xmodal.service_threads" >/dev/null
 sql "SELECT pg_reload_conf()" >/dev/null
-# ONNX Runtime's pool of N threads adds N - 1 to the calling thread.
-[ $((four - one)) = 3 ] || fail "service_threads 1 -> 4: worker threads $one -> $four"
-echo "ok: service_threads 1 -> 4 gives the worker 3 more threads ($one -> $four)"
+# ONNX Runtime's pool of N threads adds N - 1 to the calling thread: 3 more in each of 3 sessions.
+[ $((four - one)) = 9 ] || fail "service_threads 1 -> 4: worker threads $one -> $four"
+echo "ok: service_threads 1 -> 4 gives the worker's three sessions 9 more threads ($one -> $four)"
 
 echo "-- the encoder regression file in service mode"
 REG=$ROOT/target/it/encoder_service_regress

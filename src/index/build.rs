@@ -173,6 +173,14 @@ fn column_storage(index: pg_sys::Relation) -> Storage {
     }
 }
 
+/// The element layout an index on this column gets (dims 0 for an unconstrained column).
+fn column_layout(index: pg_sys::Relation) -> Layout {
+    Layout {
+        dims: column_dims(index),
+        storage: column_storage(index),
+    }
+}
+
 fn new_meta(metric: Metric, layout: Layout, m: usize, ef_construction: usize) -> MetaPage {
     MetaPage {
         magic: page::MAGIC,
@@ -206,10 +214,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
     }
     let metric = metric_of(index);
-    let layout = Layout {
-        dims: column_dims(index),
-        storage: column_storage(index),
-    };
+    let layout = column_layout(index);
     check_index_dims(layout);
     let mut state = BuildState {
         index,
@@ -607,11 +612,7 @@ fn log_all_pages(index: pg_sys::Relation) {
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let (m, ef_construction) = options::index_options(index);
-    let layout = Layout {
-        dims: column_dims(index),
-        storage: column_storage(index),
-    };
-    let meta = new_meta(metric_of(index), layout, m, ef_construction);
+    let meta = new_meta(metric_of(index), column_layout(index), m, ef_construction);
     unsafe {
         let buffer = pg_sys::ReadBufferExtended(
             index,

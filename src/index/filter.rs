@@ -170,8 +170,8 @@ impl KeyFilter {
 /// order, where candidates are read in physical order), and the estimate assumes matches
 /// spread evenly: a real category lies in a region of the space, often away from the query,
 /// where the search visits far more. On fashion-mnist's classes (10%, 6,000 candidates against
-/// an estimate of 3,360 visits) the graph path answered 19-66 queries/s at recall 0.84-0.95, the
-/// exact path 74-111 at recall 1.000 (bench/README.md).
+/// an estimate of 3,360 visits) the graph search answered 27-53 queries/s at recall 0.70-0.99,
+/// the exact path 84-93 at recall 1.000 (bench/filter/class_paths.sh, bench/README.md).
 pub fn exact_beats_graph(candidates: f64, graph_visits: f64) -> bool {
     GRAPH_VISIT_READS * graph_visits >= candidates
 }

@@ -10,10 +10,11 @@
 //! many of a sample of them pass every clause. Exact (exact.rs): read the C candidates, check
 //! every clause, rank the matches by true distance; chosen when C is at most
 //! `xhnsw.exact_filter_limit` or when reading C costs less than the graph search is expected
-//! to (`filter::exact_beats_graph`). Graph: the filtered graph search, which switches to the exact path (skipping what
-//! it already returned) once it has visited C elements (or `xhnsw.max_scan_tuples`) and the
-//! executor still wants rows; so every matching row is returned whenever the executor asks
-//! for it, and the visited cap never cuts a filtered scan short.
+//! to (`filter::exact_beats_graph`). Graph: the filtered graph search, which switches to the
+//! exact path (skipping what it already returned) once it has visited C elements (or
+//! `xhnsw.max_scan_tuples`) and the executor still wants rows; so every matching row is
+//! returned whenever the executor asks for it, and the visited cap never cuts a filtered scan
+//! short.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
