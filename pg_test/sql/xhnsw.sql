@@ -50,6 +50,12 @@ DROP INDEX t_cos;
 CREATE INDEX t_ip ON t USING xhnsw (emb xvector_ip_ops) WITH (m = 24, ef_construction = 100);
 SELECT recall('<#>') >= 0.98 AS ip_recall_ok;
 DROP INDEX t_ip;
+-- keep_pruned = off: lists hold only what the selection heuristic keeps (indexes of format 3
+-- and older work this way).
+CREATE INDEX t_sparse ON t USING xhnsw (emb) WITH (keep_pruned = off);
+SELECT recall('<->') >= 0.98 AS sparse_recall_ok;
+SELECT check_name, value FROM xmodal.index_check('t_sparse') WHERE check_name IN ('bad_links', 'unreachable');
+DROP INDEX t_sparse;
 
 -- Inserts after the build, updates, deletes and VACUUM keep recall.
 CREATE INDEX t_l2 ON t USING xhnsw (emb);
@@ -129,6 +135,7 @@ CREATE INDEX ON t USING xhnsw (emb) WITH (m = 101);
 CREATE INDEX ON t USING xhnsw (emb) WITH (ef_construction = 2000);
 CREATE INDEX ON t USING xhnsw (emb) WITH (m = 32, ef_construction = 16);
 CREATE INDEX ON t USING xhnsw (emb) WITH (foo = 1);
+CREATE INDEX ON t USING xhnsw (emb) WITH (keep_pruned = 'maybe');
 CREATE TABLE wide (emb xvector(2001));
 CREATE INDEX ON wide USING xhnsw (emb);
 INSERT INTO growing VALUES (99, '[1,2,3]');

@@ -15,9 +15,9 @@ use std::ffi::c_void;
 
 use super::directory;
 use super::filter::extras_of;
-use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, MemGraph};
-use super::insert::{check_element_fits, insert_vector, params_of};
-use super::options;
+use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, HnswParams, MemGraph};
+use super::insert::{check_element_fits, insert_vector};
+use super::options::{self, params_of, IndexOptions};
 use super::page::{
     self, Layout, Locked, MetaPage, Metric, Storage, Tid, MAX_HEAP_TIDS, META_BLOCK,
 };
@@ -36,8 +36,7 @@ struct BuildState {
     metric: Metric,
     dims: usize,
     storage: Storage,
-    m: usize,
-    ef_construction: usize,
+    params: HnswParams,
     graph: Option<MemGraph<DistanceFn>>,
     /// Heap TIDs and filter-column values of each in-memory node.
     heap_tids: Vec<Vec<Tid>>,
@@ -181,14 +180,15 @@ fn column_layout(index: pg_sys::Relation) -> Layout {
     }
 }
 
-fn new_meta(metric: Metric, layout: Layout, m: usize, ef_construction: usize) -> MetaPage {
+fn new_meta(metric: Metric, layout: Layout, options: IndexOptions) -> MetaPage {
     MetaPage {
         magic: page::MAGIC,
         version: page::VERSION,
         dims: layout.dims as u32,
         storage: layout.storage as u32,
-        m: m as u32,
-        ef_construction: ef_construction as u32,
+        m: options.m as u32,
+        ef_construction: options.ef_construction as u32,
+        keep_pruned: options.keep_pruned as u32,
         metric: metric as u32,
         entry: Tid::INVALID,
         entry_level: 0,
@@ -205,7 +205,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     index: pg_sys::Relation,
     index_info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
-    let (m, ef_construction) = options::index_options(index);
+    let options = options::index_options(index);
+    let (m, ef_construction) = (options.m, options.ef_construction);
     if ef_construction < m {
         ereport!(
             ERROR,
@@ -216,13 +217,13 @@ pub unsafe extern "C-unwind" fn ambuild(
     let metric = metric_of(index);
     let layout = column_layout(index);
     check_index_dims(layout);
+    let meta = new_meta(metric, layout, options);
     let mut state = BuildState {
         index,
         metric,
         dims: layout.dims,
         storage: layout.storage,
-        m,
-        ef_construction,
+        params: params_of(&meta),
         graph: None,
         heap_tids: Vec::new(),
         extras: Vec::new(),
@@ -235,7 +236,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         index_tuples: 0.0,
         tuple_context: PgMemoryContexts::new("xhnsw build tuple"),
     };
-    write_metapage(index, &new_meta(metric, layout, m, ef_construction));
+    write_metapage(index, &meta);
 
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
     unsafe {
@@ -319,10 +320,10 @@ fn add_tuple(state: &mut BuildState, heap_tid: Tid, raw: &[f32], extras: Vec<u8>
         return;
     }
     let metric = state.metric;
-    let (dims, m, efc) = (state.dims, state.m, state.ef_construction);
+    let (dims, params) = (state.dims, state.params);
     let graph = state.graph.get_or_insert_with(|| {
         let distance: DistanceFn = Box::new(move |a: &[f32], b: &[f32]| metric.distance(a, b));
-        MemGraph::new(dims, params_of(m, efc), distance, 0x5eed)
+        MemGraph::new(dims, params, distance, 0x5eed)
     });
     let reserved = state.heap_tids.try_reserve(1).is_ok()
         && state.extras.try_reserve(1).is_ok()
@@ -389,7 +390,9 @@ fn graph_memory(state: &BuildState) -> usize {
     // machine's cores.
     let sets = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 2;
     let visited = sets * DenseVisited::bytes_for(nodes);
-    nodes * (state.dims * 4 + (2 * state.m + 2) * 4 + 64 + 48) + extras + visited
+    nodes * (state.dims * 4 + MemGraph::<DistanceFn>::list_bytes_per_node(state.params.m) + 64 + 48)
+        + extras
+        + visited
 }
 
 /// ERROR 53200: the build's memory could not be reserved.
@@ -487,7 +490,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
             state.layout(),
             state.extras[id as usize].len(),
         )));
-        neighbour_tid.push(place(page::neighbour_size(state.m, graph.level(id))));
+        neighbour_tid.push(place(page::neighbour_size(state.params.m, graph.level(id))));
     }
     // Second pass: fill pages in block order.
     let mut current: Option<Locked> = None;
@@ -516,12 +519,13 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != n_tid.block) {
             current = Some(new_page(state.index, n_tid.block));
         }
-        let mut item = page::encode_neighbours(state.m, level);
+        let mut item = page::encode_neighbours(state.params.m, level);
         for layer in 0..=level {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
-            page::put_neighbours(&mut item, state.m, layer, &tids).expect("an item just encoded");
+            page::put_neighbours(&mut item, state.params.m, layer, &tids)
+                .expect("an item just encoded");
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
     }
@@ -611,8 +615,11 @@ fn log_all_pages(index: pg_sys::Relation) {
 /// Unlogged tables: the init fork holds an empty index (a metapage).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
-    let (m, ef_construction) = options::index_options(index);
-    let meta = new_meta(metric_of(index), column_layout(index), m, ef_construction);
+    let meta = new_meta(
+        metric_of(index),
+        column_layout(index),
+        options::index_options(index),
+    );
     unsafe {
         let buffer = pg_sys::ReadBufferExtended(
             index,

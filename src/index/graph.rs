@@ -183,6 +183,30 @@ pub trait GraphStoreMut: GraphStore {
     /// and keep the higher one. VACUUM calls it to replace a deleted entry point.
     fn set_entry_point(&mut self, entry: Option<EntryPoint<Self::Id>>);
 
+    /// Adds `new` to the list of `owner` on `level`, re-selecting the list with the heuristic
+    /// when it overflows (see [`insert`]). A store that caches what the heuristic needs may do
+    /// this with fewer distances; the list it leaves must hold the same nodes.
+    fn add_link(
+        &mut self,
+        params: &HnswParams,
+        owner: Self::Id,
+        new: Self::Id,
+        level: usize,
+        buffer: &mut Vec<Scored<Self::Id>>,
+    ) {
+        let capacity = params.max_neighbours(level);
+        self.update_neighbours(owner, level, |reader, list| {
+            if list.contains(&new) {
+                return false;
+            }
+            list.push(new);
+            if list.len() > capacity {
+                shrink(reader, params.keep_pruned, owner, list, capacity, buffer);
+            }
+            true
+        });
+    }
+
     /// Read-modify-write of one list: `f` gets the current list and edits it in place, returning
     /// whether it changed (only then is it written). A store with concurrent writers must hold
     /// the list's lock around the whole call; `f` only calls `distance_between` on the store.
@@ -658,7 +682,7 @@ pub fn insert<S: GraphStoreMut, V: VisitedSet<S::Id>>(
         );
         store.set_neighbours(id, l, &scratch.selected);
         for &neighbour in &scratch.selected {
-            link_back(store, params, neighbour, id, l, &mut scratch.ordered);
+            store.add_link(params, neighbour, id, l, &mut scratch.ordered);
         }
     }
     if level > entry.level {
@@ -666,30 +690,8 @@ pub fn insert<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     }
 }
 
-/// Adds `new` to the list of `owner` on `level`, re-selecting the list if it overflows.
-fn link_back<S: GraphStoreMut>(
-    store: &mut S,
-    params: &HnswParams,
-    owner: S::Id,
-    new: S::Id,
-    level: usize,
-    buffer: &mut Vec<Scored<S::Id>>,
-) {
-    let capacity = params.max_neighbours(level);
-    store.update_neighbours(owner, level, |reader, list| {
-        if list.contains(&new) {
-            return false;
-        }
-        list.push(new);
-        if list.len() > capacity {
-            shrink(reader, params.keep_pruned, owner, list, capacity, buffer);
-        }
-        true
-    });
-}
-
 /// Re-selects `list`, the neighbours of `owner`, down to `capacity` with the heuristic.
-fn shrink<S: GraphStore>(
+fn shrink<S: GraphStore + ?Sized>(
     store: &S,
     keep_pruned: bool,
     owner: S::Id,
@@ -805,8 +807,9 @@ fn repair_list<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     true
 }
 
-/// Most passes of the reachability check; each relinks what the previous one's edits cut off.
-const RELINK_PASSES: usize = 4;
+/// Most passes of the reachability check; each relinks what the previous one's edits cut off
+/// (a link into a full list drops one of its neighbours, whose last in-link it may have been).
+pub const RELINK_PASSES: usize = 4;
 
 /// Links each node of `nodes` that no layer-0 path from the entry point reaches back into the
 /// graph, pass after pass while some remain (a relink can cut another node off). Returns how
@@ -871,10 +874,12 @@ pub fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
         if stop() {
             return None;
         }
-        // Search with `node` itself as the query: only reachable nodes can be found.
+        // Search layer 0 from the entry point with `node` itself as the query: it finds only
+        // nodes that a layer-0 walk from the entry reaches. (Descending through the upper
+        // layers could land in a group of nodes that only upper-layer links lead to, and link
+        // `node` to that unreachable group.)
         scratch.start(entry.id, store.distance_between(node, entry.id));
         scratch.visited.insert(node);
-        scratch.descend(&*store, |n| store.distance_between(node, n), entry.level, 0);
         scratch.search_layer(
             &*store,
             |n| store.distance_between(node, n),
@@ -893,7 +898,7 @@ pub fn relink<S: GraphStoreMut, V: VisitedSet<S::Id>>(
             .any(|&host| link_if_kept(store, params, host, node, &mut scratch.ordered));
         if !accepted {
             if let Some(&host) = scratch.selected.first() {
-                force_link(store, params, host, node);
+                force_link(store, params, host, node, &mut scratch.ordered);
             }
         }
     }
@@ -932,11 +937,22 @@ fn link_if_kept<S: GraphStoreMut>(
     kept
 }
 
-/// Puts `node` into the layer-0 list of `host` in place of the furthest neighbour.
-fn force_link<S: GraphStoreMut>(store: &mut S, params: &HnswParams, host: S::Id, node: S::Id) {
+/// Puts `node` into the layer-0 list of `host`. A full list makes room by dropping its furthest
+/// neighbour; with `keep_pruned`, its furthest neighbour that the heuristic rejects (one close
+/// to a kept neighbour, which most likely links to it: dropping the furthest of a full list
+/// would often cut that node off in turn).
+fn force_link<S: GraphStoreMut>(
+    store: &mut S,
+    params: &HnswParams,
+    host: S::Id,
+    node: S::Id,
+    buffer: &mut Vec<Scored<S::Id>>,
+) {
     let capacity = params.max_neighbours(0);
     store.update_neighbours(host, 0, |reader, list| {
-        if list.len() >= capacity {
+        if list.len() >= capacity && params.keep_pruned {
+            shrink(reader, true, host, list, capacity - 1, buffer);
+        } else if list.len() >= capacity {
             let furthest = (0..list.len()).max_by(|&a, &b| {
                 let (da, db) = (
                     reader.distance_between(host, list[a]),
@@ -967,8 +983,8 @@ pub struct MemGraph<D> {
     vectors: Vec<f32>,
     levels: Vec<u8>,
     /// Per node, all of its lists in one boxed slice behind one lock (as hnswlib): layer 0 at
-    /// offset 0 as `[len, 2m slots]`, then each upper layer as `[len, m slots]`.
-    links: Vec<Mutex<Box<[u32]>>>,
+    /// offset 0 as `[header, 2m links]`, then each upper layer as `[header, m links]`.
+    links: Vec<Mutex<Box<[Link]>>>,
     entry: Mutex<Option<EntryPoint<u32>>>,
     /// Nodes `0..linked` are in the graph; the rest are pushed and wait for `build`.
     linked: usize,
@@ -1011,7 +1027,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         self.levels.try_reserve(1)?;
         self.links.try_reserve(1)?;
         // The largest list block a node can draw, so that `push` cannot fail after this.
-        let mut probe: Vec<u32> = Vec::new();
+        let mut probe: Vec<Link> = Vec::new();
         probe.try_reserve_exact(offset + 1 + capacity)?;
         drop(probe);
         Ok(self.push(vector))
@@ -1030,7 +1046,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         self.vectors.extend_from_slice(vector);
         self.levels.push(level as u8);
         self.links.push(Mutex::new(
-            vec![0; offset + 1 + capacity].into_boxed_slice(),
+            vec![Link::EMPTY; offset + 1 + capacity].into_boxed_slice(),
         ));
         id
     }
@@ -1056,7 +1072,12 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         &self.vectors[start..start + self.dim]
     }
 
-    /// Where the list of `level` lives in a node's links: (offset of its length word, capacity).
+    /// Bytes of list storage a node of level 0 takes (a build's memory estimate).
+    pub fn list_bytes_per_node(m: usize) -> usize {
+        (2 * m + 1) * std::mem::size_of::<Link>()
+    }
+
+    /// Where the list of `level` lives in a node's links: (offset of its header, capacity).
     fn slot(&self, level: usize) -> (usize, usize) {
         let m = self.params.m;
         match level {
@@ -1065,7 +1086,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32> MemGraph<D> {
         }
     }
 
-    fn lock(&self, id: u32) -> MutexGuard<'_, Box<[u32]>> {
+    fn lock(&self, id: u32) -> MutexGuard<'_, Box<[Link]>> {
         // A panicking build worker already fails the build through thread::scope.
         self.links[id as usize]
             .lock()
@@ -1158,6 +1179,8 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> MemGraph<D> {
         let mut worker = Worker {
             graph: self,
             list: Vec::new(),
+            links: Vec::new(),
+            kept: Vec::new(),
         };
         for round in 1usize.. {
             if stop.load(AtomicOrdering::Relaxed) {
@@ -1272,6 +1295,9 @@ struct Worker<'a, D> {
     graph: &'a MemGraph<D>,
     /// The list being edited by `update_neighbours`.
     list: Vec<u32>,
+    /// The list being edited by `add_link`, and the nodes its re-selection keeps.
+    links: Vec<Link>,
+    kept: Vec<u32>,
 }
 
 impl<D: Fn(&[f32], &[f32]) -> f32> GraphStore for Worker<'_, D> {
@@ -1320,6 +1346,52 @@ impl<D: Fn(&[f32], &[f32]) -> f32> GraphStoreMut for Worker<'_, D> {
         }
     }
 
+    /// As the default, with the distances to `owner` and the heuristic's verdicts cached in
+    /// the list (see [`reselect`]).
+    fn add_link(
+        &mut self,
+        params: &HnswParams,
+        owner: u32,
+        new: u32,
+        level: usize,
+        _buffer: &mut Vec<Scored<u32>>,
+    ) {
+        let graph = self.graph;
+        let (offset, capacity) = graph.slot(level);
+        let mut node = graph.lock(owner);
+        let len = node[offset].id as usize;
+        let stored = &node[offset + 1..offset + 1 + len];
+        if stored.iter().any(|l| l.id == new) {
+            return;
+        }
+        let links = &mut self.links;
+        links.clear();
+        links.extend_from_slice(stored);
+        if links.iter().any(|l| l.dist.is_nan()) {
+            // Written without distances (`set_neighbours`): measure and sort it once.
+            for l in links.iter_mut() {
+                l.dist = graph.distance_between(owner, l.id);
+                l.status = Verdict::Unknown;
+            }
+            links.sort_unstable_by_key(|l| l.scored());
+        }
+        let added = Link {
+            id: new,
+            dist: graph.distance_between(owner, new),
+            status: Verdict::Unknown,
+        };
+        add_to_links(
+            links,
+            added,
+            capacity,
+            params.keep_pruned,
+            |a, b| graph.distance_between(a, b),
+            &mut self.kept,
+        );
+        node[offset].id = links.len() as u32;
+        node[offset + 1..offset + 1 + links.len()].copy_from_slice(links);
+    }
+
     fn update_neighbours<F>(&mut self, id: u32, level: usize, f: F)
     where
         F: FnOnce(&Self, &mut Vec<u32>) -> bool,
@@ -1336,20 +1408,141 @@ impl<D: Fn(&[f32], &[f32]) -> f32> GraphStoreMut for Worker<'_, D> {
     }
 }
 
-fn read_slot(links: &[u32], (offset, _): (usize, usize), out: &mut Vec<u32>) {
-    let len = links[offset] as usize;
-    out.clear();
-    out.extend_from_slice(&links[offset + 1..offset + 1 + len]);
+/// One entry of a [`MemGraph`] list: a neighbour, its distance to the list's owner (NaN when
+/// not measured yet) and the heuristic's verdict on it, cached for [`reselect`]. The first
+/// entry of each list is its header, whose `id` is the list's length.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    id: u32,
+    dist: f32,
+    status: Verdict,
 }
 
-fn write_slot(links: &mut [u32], (offset, capacity): (usize, usize), ids: &[u32]) {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Not evaluated against the list as it is now.
+    Unknown,
+    Selected,
+    Rejected,
+}
+
+impl Link {
+    const EMPTY: Link = Link {
+        id: 0,
+        dist: f32::NAN,
+        status: Verdict::Unknown,
+    };
+
+    fn scored(&self) -> Scored<u32> {
+        Scored {
+            dist: self.dist,
+            id: self.id,
+        }
+    }
+}
+
+/// Puts `added` into `links` (sorted closest first, verdicts cached) and re-selects them when
+/// they are more than `capacity`.
+fn add_to_links(
+    links: &mut Vec<Link>,
+    added: Link,
+    capacity: usize,
+    keep_pruned: bool,
+    dist: impl FnMut(u32, u32) -> f32,
+    kept: &mut Vec<u32>,
+) {
+    let at = links.partition_point(|l| l.scored() < added.scored());
+    links.insert(at, added);
+    links[at..]
+        .iter_mut()
+        .for_each(|l| l.status = Verdict::Unknown);
+    if links.len() > capacity {
+        reselect(links, capacity, keep_pruned, dist, kept);
+    }
+}
+
+/// [`select_neighbours`] over `links` (sorted closest first, one more than `capacity` or
+/// more), done in place: afterwards `links` holds the same nodes as that function's output,
+/// closest first, with their verdicts. The heuristic's verdict on a link depends only on the
+/// links before it, so a verdict left by an earlier call on an unchanged prefix is reused
+/// instead of measured again (as pgvector caches its "closer" flags); callers reset the
+/// verdicts from the first changed position on.
+fn reselect(
+    links: &mut Vec<Link>,
+    capacity: usize,
+    keep_pruned: bool,
+    mut dist: impl FnMut(u32, u32) -> f32,
+    kept: &mut Vec<u32>,
+) {
+    let max_duplicates = (capacity / 2).max(1);
+    let mut duplicates = 0;
+    kept.clear();
+    for i in 0..links.len() {
+        if kept.len() >= capacity {
+            links[i..]
+                .iter_mut()
+                .for_each(|l| l.status = Verdict::Unknown);
+            break;
+        }
+        let c = links[i];
+        if c.dist.abs() <= DUPLICATE_DISTANCE {
+            if duplicates >= max_duplicates {
+                links[i].status = Verdict::Rejected;
+                continue;
+            }
+            duplicates += 1;
+        }
+        let selected = match c.status {
+            Verdict::Selected => true,
+            Verdict::Rejected => false,
+            Verdict::Unknown => kept.iter().all(|&k| dist(c.id, k) >= c.dist),
+        };
+        links[i].status = if selected {
+            Verdict::Selected
+        } else {
+            Verdict::Rejected
+        };
+        if selected {
+            kept.push(c.id);
+        }
+    }
+    if !keep_pruned {
+        links.retain(|l| l.status == Verdict::Selected);
+        return;
+    }
+    // Keep the closest of the others: drop the furthest ones that were not selected.
+    let mut i = links.len();
+    while links.len() > capacity {
+        i -= 1;
+        if links[i].status != Verdict::Selected {
+            let dropped = links.remove(i);
+            if dropped.dist.abs() <= DUPLICATE_DISTANCE {
+                // It counted towards the duplicates of the links after it.
+                links[i..]
+                    .iter_mut()
+                    .for_each(|l| l.status = Verdict::Unknown);
+            }
+        }
+    }
+}
+
+fn read_slot(links: &[Link], (offset, _): (usize, usize), out: &mut Vec<u32>) {
+    let len = links[offset].id as usize;
+    out.clear();
+    out.extend(links[offset + 1..offset + 1 + len].iter().map(|l| l.id));
+}
+
+/// Writes a list without distances (see [`Link`]).
+fn write_slot(links: &mut [Link], (offset, capacity): (usize, usize), ids: &[u32]) {
     assert!(
         ids.len() <= capacity,
         "neighbour list over capacity: {} > {capacity}",
         ids.len()
     );
-    links[offset] = ids.len() as u32;
-    links[offset + 1..offset + 1 + ids.len()].copy_from_slice(ids);
+    links[offset].id = ids.len() as u32;
+    for (slot, &id) in links[offset + 1..].iter_mut().zip(ids) {
+        *slot = Link { id, ..Link::EMPTY };
+    }
 }
 
 #[cfg(test)]
@@ -1415,7 +1608,16 @@ mod tests {
     }
 
     fn build(rows: &[Vec<f32>], metric: Metric, threads: usize) -> MemGraph<Metric> {
-        let mut graph = MemGraph::new(rows[0].len(), HnswParams::new(16, 64), metric, 1);
+        build_with(rows, metric, threads, HnswParams::new(16, 64))
+    }
+
+    fn build_with(
+        rows: &[Vec<f32>],
+        metric: Metric,
+        threads: usize,
+        params: HnswParams,
+    ) -> MemGraph<Metric> {
+        let mut graph = MemGraph::new(rows[0].len(), params, metric, 1);
         graph.reserve(rows.len());
         for row in rows {
             graph.push(row);
@@ -1454,11 +1656,21 @@ mod tests {
         queries: &[Vec<f32>],
         metric: Metric,
     ) -> f64 {
+        recall_at(graph, rows, queries, metric, 100)
+    }
+
+    fn recall_at(
+        graph: &MemGraph<Metric>,
+        rows: &[Vec<f32>],
+        queries: &[Vec<f32>],
+        metric: Metric,
+        ef: usize,
+    ) -> f64 {
         let mut scratch = SearchScratch::with_visited(DenseVisited::new(rows.len()));
         let hits: usize = queries
             .iter()
             .map(|q| {
-                let found: Vec<u32> = knn_search(graph, &mut scratch, q, 10, 100)
+                let found: Vec<u32> = knn_search(graph, &mut scratch, q, 10, ef)
                     .iter()
                     .map(|s| s.id)
                     .collect();
@@ -1750,17 +1962,74 @@ mod tests {
         }
     }
 
+    /// Mean length of the layer-0 lists.
+    fn mean_list_len(graph: &MemGraph<Metric>) -> f64 {
+        let mut list = Vec::new();
+        let total: usize = (0..graph.len() as u32)
+            .map(|id| {
+                graph.neighbours(id, 0, &mut list);
+                list.len()
+            })
+            .sum();
+        total as f64 / graph.len() as f64
+    }
+
+    #[test]
+    fn keep_pruned_fills_lists_and_finds_more_per_ef() {
+        let mut rng = SplitMix64(13);
+        let (rows, queries) = clustered(&mut rng, 4000, 200, 48, 10);
+        let sparse = build(&rows, l2, 1);
+        let dense = build_with(
+            &rows,
+            l2,
+            2,
+            HnswParams {
+                keep_pruned: true,
+                ..HnswParams::new(16, 64)
+            },
+        );
+        assert_lists_within_capacity(&dense);
+        assert_eq!(reachable(&dense).len(), 4000);
+        let (sparse_len, dense_len) = (mean_list_len(&sparse), mean_list_len(&dense));
+        let (sparse_recall, dense_recall) = (
+            recall_at(&sparse, &rows, &queries, l2, 10),
+            recall_at(&dense, &rows, &queries, l2, 10),
+        );
+        println!(
+            "layer-0 lists {sparse_len:.1} -> {dense_len:.1}; recall@10 at ef 10 {sparse_recall} -> {dense_recall}"
+        );
+        // A new node picks m = 16 (as the heuristic does): its list fills up to 2m from the
+        // links back of later nodes.
+        assert!(dense_len >= 1.5 * sparse_len, "{sparse_len} -> {dense_len}");
+        assert!(
+            dense_recall > sparse_recall,
+            "{sparse_recall} -> {dense_recall}"
+        );
+    }
+
     #[test]
     fn delete_half_and_repair() {
+        delete_half_and_repair_with(false);
+    }
+
+    #[test]
+    fn delete_half_and_repair_full_lists() {
+        delete_half_and_repair_with(true);
+    }
+
+    fn delete_half_and_repair_with(keep_pruned: bool) {
         let mut rng = SplitMix64(11);
         let (rows, queries) = clustered(&mut rng, 4000, 100, 32, 10);
-        let mut graph = build(&rows, l2, 2);
+        let params = HnswParams {
+            keep_pruned,
+            ..HnswParams::new(16, 64)
+        };
+        let mut graph = build_with(&rows, l2, 2, params);
         let entry = graph.entry_point().unwrap().id;
         let deleted: HashSet<u32> = (0..4000)
             .filter(|&id| id == entry || rng.next_u64().is_multiple_of(2))
             .collect();
         let live: Vec<u32> = (0..4000).filter(|id| !deleted.contains(id)).collect();
-        let params = *graph.params();
         // As VACUUM does it: a live entry point, the lists that held deleted nodes, relinks.
         let top =
             live.iter()
@@ -1947,6 +2216,49 @@ mod tests {
         assert_eq!(out, vec![0, 2, 1]);
         select_neighbours(&candidates, 1, true, dist, &mut out);
         assert_eq!(out, vec![0]);
+    }
+
+    /// The cached re-selection of the build keeps the same nodes as re-selecting from scratch,
+    /// list after list, duplicates of the owner included.
+    #[test]
+    fn cached_reselection_matches_the_heuristic() {
+        let mut rng = SplitMix64(14);
+        for round in 0..200 {
+            let dim = 1 + round % 8;
+            let capacity = 2 + round % 9;
+            let keep_pruned = round % 2 == 0;
+            let mut points = uniform(&mut rng, 60, dim);
+            let owner = points[0].clone();
+            for p in points.iter_mut().skip(1).step_by(7) {
+                p.clone_from(&owner); // duplicates of the owner
+            }
+            let dist = |a: u32, b: u32| l2(&points[a as usize], &points[b as usize]);
+            let (mut links, mut kept, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+            let mut buffer = Vec::new();
+            for new in 1..points.len() as u32 {
+                let added = Link {
+                    id: new,
+                    dist: dist(0, new),
+                    status: Verdict::Unknown,
+                };
+                add_to_links(&mut links, added, capacity, keep_pruned, dist, &mut kept);
+                reference.push(new);
+                if reference.len() > capacity {
+                    buffer.clear();
+                    buffer.extend(reference.iter().map(|&id| Scored {
+                        dist: dist(0, id),
+                        id,
+                    }));
+                    buffer.sort_unstable();
+                    select_neighbours(&buffer, capacity, keep_pruned, dist, &mut reference);
+                }
+                let mut cached: Vec<u32> = links.iter().map(|l| l.id).collect();
+                let mut expected = reference.clone();
+                cached.sort_unstable();
+                expected.sort_unstable();
+                assert_eq!(cached, expected, "round {round}, after adding {new}");
+            }
+        }
     }
 
     #[test]

@@ -185,7 +185,7 @@ unsafe fn index_facts(
 ) -> (usize, *mut pg_sys::List, usize) {
     unsafe {
         let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
-        let (m, _) = options::index_options(index);
+        let m = options::index_options(index).m;
         let tags = TagColumns::of(index);
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let info = (*path).indexinfo;

@@ -8,7 +8,8 @@ use pgrx::PgMemoryContexts;
 
 use super::directory;
 use super::filter::extras_of;
-use super::graph::{insert, knn_search, HashVisited, HnswParams, LevelGenerator, SearchScratch};
+use super::graph::{insert, knn_search, HashVisited, LevelGenerator, SearchScratch};
+use super::options::params_of;
 use super::page::{self, Layout, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
 use super::store::PageStore;
 use super::tags::TagColumns;
@@ -39,14 +40,6 @@ pub unsafe extern "C-unwind" fn aminsert(
         });
     }
     false
-}
-
-/// Params for graph code from the metapage.
-pub fn params_of(m: usize, ef_construction: usize) -> HnswParams {
-    HnswParams {
-        max_level: page::max_level_for(m),
-        ..HnswParams::new(m, ef_construction)
-    }
 }
 
 /// An element must fit in a page with its line pointer (its neighbour item, at any level,
@@ -82,7 +75,7 @@ pub(crate) fn insert_vector(
     };
     check_dims(&mut store, vector.len());
     check_element_fits(store.layout, extras);
-    let params = params_of(store.m, store.meta.ef_construction as usize);
+    let params = params_of(&store.meta);
     let mut scratch = SearchScratch::new();
     if !join_duplicate(&store, &mut scratch, heap_tid, &vector, extras) {
         let seed = store.meta.elements ^ ((heap_tid.block as u64) << 16 | heap_tid.offset as u64);

@@ -1,13 +1,17 @@
-//! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64)`) and GUCs
-//! (`xhnsw.ef_search`, `xhnsw.max_scan_tuples`, `xhnsw.strict_order`,
-//! `xhnsw.exact_filter_limit`).
+//! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64, keep_pruned = on)`), the
+//! graph parameters an index's metapage implies, and GUCs (`xhnsw.ef_search`,
+//! `xhnsw.max_scan_tuples`, `xhnsw.strict_order`, `xhnsw.exact_filter_limit`).
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::graph::HnswParams;
+use super::page::{self, MetaPage};
+
 pub const DEFAULT_M: i32 = 16;
 pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
+pub const DEFAULT_KEEP_PRUNED: bool = true;
 /// Limits of the `m` and `ef_construction` options (also checked in every metapage read).
 pub const MIN_M: usize = 2;
 pub const MAX_M: usize = 100;
@@ -40,6 +44,7 @@ pub struct Options {
     vl_len: i32,
     pub m: i32,
     pub ef_construction: i32,
+    pub keep_pruned: bool,
 }
 
 pub fn init() {
@@ -102,6 +107,14 @@ pub fn init() {
             MAX_EF_CONSTRUCTION as i32,
             pg_sys::AccessExclusiveLock as _,
         );
+        pg_sys::add_bool_reloption(
+            kind as _,
+            c"keep_pruned".as_ptr(),
+            c"Fill neighbour lists with the closest candidates the selection heuristic pruned"
+                .as_ptr(),
+            DEFAULT_KEEP_PRUNED,
+            pg_sys::AccessExclusiveLock as _,
+        );
     }
 }
 
@@ -125,6 +138,12 @@ pub unsafe extern "C-unwind" fn amoptions(
             offset: std::mem::offset_of!(Options, ef_construction) as i32,
             ..Default::default()
         },
+        pg_sys::relopt_parse_elt {
+            optname: c"keep_pruned".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_BOOL,
+            offset: std::mem::offset_of!(Options, keep_pruned) as i32,
+            ..Default::default()
+        },
     ];
     unsafe {
         pg_sys::build_reloptions(
@@ -138,14 +157,40 @@ pub unsafe extern "C-unwind" fn amoptions(
     }
 }
 
-/// (m, ef_construction) of an index, defaults when none were given.
-pub(crate) fn index_options(index: pg_sys::Relation) -> (usize, usize) {
+/// The `WITH (...)` options of an index.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexOptions {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub keep_pruned: bool,
+}
+
+/// An index's options, defaults where none were given.
+pub(crate) fn index_options(index: pg_sys::Relation) -> IndexOptions {
     unsafe {
         let opts = (*index).rd_options as *const Options;
         if opts.is_null() {
-            (DEFAULT_M as usize, DEFAULT_EF_CONSTRUCTION as usize)
+            IndexOptions {
+                m: DEFAULT_M as usize,
+                ef_construction: DEFAULT_EF_CONSTRUCTION as usize,
+                keep_pruned: DEFAULT_KEEP_PRUNED,
+            }
         } else {
-            ((*opts).m as usize, (*opts).ef_construction as usize)
+            IndexOptions {
+                m: (*opts).m as usize,
+                ef_construction: (*opts).ef_construction as usize,
+                keep_pruned: (*opts).keep_pruned,
+            }
         }
+    }
+}
+
+/// The graph parameters of an index: build, inserts and VACUUM all take them from here.
+pub fn params_of(meta: &MetaPage) -> HnswParams {
+    let m = meta.m as usize;
+    HnswParams {
+        max_level: page::max_level_for(m),
+        keep_pruned: meta.keep_pruned != 0,
+        ..HnswParams::new(m, meta.ef_construction as usize)
     }
 }

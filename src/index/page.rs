@@ -20,8 +20,9 @@ use std::ptr;
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
 /// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
-/// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec).
-pub const VERSION: u32 = 3;
+/// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec);
+/// 4: `MetaPage::keep_pruned`.
+pub const VERSION: u32 = 4;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
@@ -156,6 +157,9 @@ pub struct MetaPage {
     pub directory_tail: u32,
     /// `Storage` of the elements: 0 float4 (also before version 3: PageInit's zeroes), 1 float2.
     pub storage: u32,
+    /// 1: neighbour lists are filled with pruned candidates (`HnswParams::keep_pruned`). 0 in
+    /// older formats (`parse_meta` clears it there: these bytes were struct padding in format 3).
+    pub keep_pruned: u32,
 }
 
 impl MetaPage {
@@ -992,7 +996,8 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         return Err(Corrupt("short metapage".into()));
     }
     // SAFETY: in bounds; MetaPage is plain integers, valid for any bytes.
-    let meta = unsafe { ptr::read_unaligned(page[PAGE_HEADER_SIZE..].as_ptr() as *const MetaPage) };
+    let mut meta =
+        unsafe { ptr::read_unaligned(page[PAGE_HEADER_SIZE..].as_ptr() as *const MetaPage) };
     if meta.magic != MAGIC {
         return Err(Corrupt("bad magic number in the metapage".into()));
     }
@@ -1001,6 +1006,9 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
             "format version {}, this build reads {VERSION}",
             meta.version
         )));
+    }
+    if meta.version < 4 {
+        meta.keep_pruned = 0;
     }
     let (dims, m, efc) = (
         meta.dims as usize,
@@ -1013,6 +1021,7 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         || !(1..=MAX_EF_CONSTRUCTION).contains(&efc)
         || Metric::from_u32(meta.metric).is_none()
         || meta.entry_level as usize > max_level_for(m)
+        || meta.keep_pruned > 1
     {
         return Err(Corrupt(format!(
             "metapage with dims {dims}, storage {}, m {m}, ef_construction {efc}, metric {}, entry level {}",
@@ -1229,6 +1238,7 @@ mod tests {
             directory_head: 0,
             directory_tail: 0,
             storage: 0,
+            keep_pruned: 0,
         };
         let mut page = vec![0u8; BLOCK];
         let old_size = std::mem::offset_of!(MetaPage, storage);
@@ -1248,6 +1258,40 @@ mod tests {
                 storage: Storage::Float4
             }
         );
+    }
+
+    #[test]
+    fn keep_pruned_is_read_from_format_4_only() {
+        // In format 3 the bytes of `keep_pruned` were the struct's tail padding: whatever they
+        // hold, an index of format 3 or older has sparse lists.
+        let mut meta = MetaPage {
+            magic: MAGIC,
+            version: 3,
+            dims: 8,
+            m: 16,
+            ef_construction: 64,
+            metric: Metric::L2 as u32,
+            entry: Tid::INVALID,
+            entry_level: 0,
+            insert_page: 0,
+            elements: 0,
+            directory_head: 0,
+            directory_tail: 0,
+            storage: 0,
+            keep_pruned: 0xdead_beef,
+        };
+        let mut page = vec![0u8; BLOCK];
+        let mut read_back = |meta: MetaPage| {
+            unsafe {
+                ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta)
+            };
+            parse_meta(&page)
+        };
+        assert_eq!(read_back(meta).unwrap().keep_pruned, 0);
+        meta.version = 4;
+        assert!(read_back(meta).is_err(), "format 4 checks the flag");
+        meta.keep_pruned = 1;
+        assert_eq!(read_back(meta).unwrap().keep_pruned, 1);
     }
 
     #[test]
@@ -1382,17 +1426,17 @@ mod tests {
         #[test]
         fn corrupt_metapages_are_refused(
             dims in any::<u32>(), m in any::<u32>(), efc in any::<u32>(), metric in any::<u32>(), level in any::<u32>(),
-            storage in 0u32..3,
+            storage in 0u32..3, keep_pruned in 0u32..3,
         ) {
             let meta = MetaPage {
                 magic: MAGIC, version: VERSION, dims, m, ef_construction: efc, metric, entry: Tid::INVALID,
                 entry_level: level, insert_page: 0, elements: 0, directory_head: 0, directory_tail: 0,
-                storage,
+                storage, keep_pruned,
             };
             let mut page = vec![0u8; BLOCK];
             unsafe { ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta) };
             if let Ok(read) = parse_meta(&page) {
-                prop_assert!(read.layout().dims <= read.layout().storage.max_dims() && read.storage < 2 && (2..=100).contains(&read.m) && read.entry_level as usize <= max_level_for(read.m as usize));
+                prop_assert!(read.layout().dims <= read.layout().storage.max_dims() && read.storage < 2 && (2..=100).contains(&read.m) && read.entry_level as usize <= max_level_for(read.m as usize) && read.keep_pruned < 2);
             }
         }
     }

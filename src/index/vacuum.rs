@@ -21,9 +21,9 @@ use pgrx::prelude::*;
 
 use super::graph::{
     reach_layer0, relink, repair_node, EntryPoint, GraphStore, GraphStoreMut, HashVisited,
-    HnswParams, SearchScratch, VisitedSet,
+    HnswParams, SearchScratch, VisitedSet, RELINK_PASSES,
 };
-use super::insert::params_of;
+use super::options::params_of;
 use super::page::{self, Layout, Locked, Tid, Xlog, META_BLOCK};
 use super::store::PageStore;
 
@@ -339,7 +339,7 @@ impl<'a> Repair<'a> {
     fn new(index: pg_sys::Relation, census: &'a Census) -> Repair<'a> {
         let mut pages = PageStore::open(index);
         pages.replace_entry = true;
-        let params = params_of(pages.m, pages.meta.ef_construction as usize);
+        let params = params_of(&pages.meta);
         let mut batch = Vec::new();
         if batch.try_reserve_exact(BATCH).is_err() {
             out_of_memory();
@@ -406,27 +406,33 @@ impl<'a> Repair<'a> {
         self.batch.clear();
     }
 
-    /// Walk layer 0 from the entry point, then relink the live elements it did not reach.
+    /// Walk layer 0 from the entry point, then relink the live elements it did not reach;
+    /// again while a pass finds some (at most RELINK_PASSES passes).
     fn relink_unreachable(&mut self) {
         let index = self.store.index;
-        self.store.meta = page::read_meta_of(index);
-        let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else {
-            out_of_memory()
-        };
-        reach_layer0(&self.store, &mut reached, vacuum_delay_point);
-        let mut lost = Vec::new();
-        for_each_element(index, self.store.layout, |id, element, _| {
-            if !element.deleted && reached.insert(id) {
-                if lost.try_reserve(1).is_err() {
-                    out_of_memory();
+        for _ in 0..RELINK_PASSES {
+            self.store.meta = page::read_meta_of(index);
+            let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else {
+                out_of_memory()
+            };
+            reach_layer0(&self.store, &mut reached, vacuum_delay_point);
+            let mut lost = Vec::new();
+            for_each_element(index, self.store.layout, |id, element, _| {
+                if !element.deleted && reached.insert(id) {
+                    if lost.try_reserve(1).is_err() {
+                        out_of_memory();
+                    }
+                    lost.push(id);
                 }
-                lost.push(id);
+            });
+            drop(reached);
+            if lost.is_empty() {
+                return;
             }
-        });
-        drop(reached);
-        for chunk in lost.chunks(BATCH) {
-            self.batch.extend_from_slice(chunk);
-            self.locked(|r| r.relink_batch());
+            for chunk in lost.chunks(BATCH) {
+                self.batch.extend_from_slice(chunk);
+                self.locked(|r| r.relink_batch());
+            }
         }
     }
 }
