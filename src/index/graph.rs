@@ -64,8 +64,8 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Highest level a node can get.
     pub max_level: usize,
-    /// Algorithm 4's keepPrunedConnections: fill a list up to its capacity with the closest
-    /// candidates that the heuristic rejected.
+    /// Algorithm 4's keepPrunedConnections on layer 0 (see [`fills`](Self::fills)): fill a list
+    /// up to its capacity with the closest candidates that the heuristic rejected.
     pub keep_pruned: bool,
 }
 
@@ -79,6 +79,15 @@ impl HnswParams {
             max_level: 16,
             keep_pruned: false,
         }
+    }
+
+    /// Whether lists on `level` are filled with pruned candidates: only on layer 0, where
+    /// the search gathers its results. The upper layers keep the heuristic's choice alone:
+    /// filled with near neighbours, their few links lost the long hops that the descent
+    /// needs, and a search could stay in the wrong cluster (in pg_test's xhnsw_filter, one
+    /// query under a filter then found none of its true neighbours).
+    pub fn fills(&self, level: usize) -> bool {
+        self.keep_pruned && level == 0
     }
 
     /// Capacity of a neighbour list on `level`.
@@ -201,7 +210,7 @@ pub trait GraphStoreMut: GraphStore {
             }
             list.push(new);
             if list.len() > capacity {
-                shrink(reader, params.keep_pruned, owner, list, capacity, buffer);
+                shrink(reader, params.fills(level), owner, list, capacity, buffer);
             }
             true
         });
@@ -676,7 +685,7 @@ pub fn insert<S: GraphStoreMut, V: VisitedSet<S::Id>>(
         select_neighbours(
             &scratch.ordered,
             params.m,
-            params.keep_pruned,
+            params.fills(l),
             distance,
             &mut scratch.selected,
         );
@@ -799,7 +808,7 @@ fn repair_list<S: GraphStoreMut, V: VisitedSet<S::Id>>(
     select_neighbours(
         ordered,
         params.max_neighbours(level),
-        params.keep_pruned,
+        params.fills(level),
         distance,
         list,
     );
@@ -919,14 +928,7 @@ fn link_if_kept<S: GraphStoreMut>(
         let mut edited = list.clone();
         edited.push(node);
         if edited.len() > capacity {
-            shrink(
-                reader,
-                params.keep_pruned,
-                host,
-                &mut edited,
-                capacity,
-                buffer,
-            );
+            shrink(reader, params.fills(0), host, &mut edited, capacity, buffer);
         }
         kept = edited.contains(&node);
         if kept {
@@ -950,7 +952,7 @@ fn force_link<S: GraphStoreMut>(
 ) {
     let capacity = params.max_neighbours(0);
     store.update_neighbours(host, 0, |reader, list| {
-        if list.len() >= capacity && params.keep_pruned {
+        if list.len() >= capacity && params.fills(0) {
             shrink(reader, true, host, list, capacity - 1, buffer);
         } else if list.len() >= capacity {
             let furthest = (0..list.len()).max_by(|&a, &b| {
@@ -1384,7 +1386,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32> GraphStoreMut for Worker<'_, D> {
             links,
             added,
             capacity,
-            params.keep_pruned,
+            params.fills(level),
             |a, b| graph.distance_between(a, b),
             &mut self.kept,
         );
