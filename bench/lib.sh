@@ -39,3 +39,6 @@ qps() {
     PGOPTIONS="$2" "$PGBENCH" -n -M prepared -c 1 -T "$3" -f "$1" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' |
         awk '{ printf "%.0f", $1 }'
 }
+
+# The median of the numbers in a space-separated list on stdin (rounds of one point).
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -41,7 +41,6 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
 echo "| filter | matching rows | mode | path taken | recall@10 | QPS |"
 echo "|---|---:|---|---|---|---|"

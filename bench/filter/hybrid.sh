@@ -69,7 +69,6 @@ for round in $(seq "$ROUNDS"); do
     done
     echo "round $round done"
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
 echo "| filter | matching rows | pgvector recall / fewest rows / QPS | xmodal recall / fewest rows / QPS | best exact plan recall / QPS | xmodal path / plan without hints |"
 echo "|---|---:|---|---|---|---|"

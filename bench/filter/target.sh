@@ -31,7 +31,6 @@ for round in $(seq "$ROUNDS"); do
     done
     echo "$line QPS"
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 base=$(median <<< "${RESULTS[unfiltered]}")
 echo
 echo "| query | median QPS | latency / unfiltered |"
