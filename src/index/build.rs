@@ -16,14 +16,16 @@ use std::ffi::c_void;
 use super::directory;
 use super::filter::extras_of;
 use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, HnswParams, MemGraph};
-use super::insert::{check_element_fits, insert_vector};
-use super::options::{self, params_of, IndexOptions};
+use super::insert::insert_vector;
+use super::options::{self, check_element_fits, check_index_dims, params_of, IndexOptions};
 use super::page::{
-    self, Layout, Locked, MetaPage, Metric, Storage, Tid, MAX_HEAP_TIDS, META_BLOCK,
+    buffer::{self, Locked},
+    format::{self, Layout, MetaPage, Storage, Tid, MAX_HEAP_TIDS, META_BLOCK},
 };
 use super::tags::TagColumns;
 use crate::vector::error::VectorError;
 use crate::vector::half::index_elements;
+use crate::vector::metric::Metric;
 
 const PHASE_LOAD: i64 = 2;
 const PHASE_GRAPH: i64 = 3;
@@ -59,24 +61,6 @@ impl BuildState {
             dims: self.dims,
             storage: self.storage,
         }
-    }
-}
-
-pub fn check_index_dims(layout: Layout) {
-    let max = layout.storage.max_dims();
-    if layout.dims > max {
-        let of = match layout.storage {
-            Storage::Float4 => "xvector",
-            Storage::Float2 => "xhalfvec",
-        };
-        VectorError::new(
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "xhnsw indexes on {of} support at most {max} dimensions, not {}",
-                layout.dims
-            ),
-        )
-        .raise();
     }
 }
 
@@ -182,8 +166,8 @@ fn column_layout(index: pg_sys::Relation) -> Layout {
 
 fn new_meta(metric: Metric, layout: Layout, options: IndexOptions) -> MetaPage {
     MetaPage {
-        magic: page::MAGIC,
-        version: page::VERSION,
+        magic: format::MAGIC,
+        version: format::VERSION,
         dims: layout.dims as u32,
         storage: layout.storage as u32,
         m: options.m as u32,
@@ -466,7 +450,7 @@ fn flush(state: &mut BuildState) {
 fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let n = graph.len() as u32;
     let item_overhead = std::mem::size_of::<pg_sys::ItemIdData>();
-    let usable = page::page_usable_space();
+    let usable = format::page_usable_space();
     // First pass: addresses. Items are appended in order, so offsets are predictable.
     let (mut element_tid, mut neighbour_tid) = (Vec::new(), Vec::new());
     if element_tid.try_reserve_exact(n as usize).is_err()
@@ -486,11 +470,14 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         Tid { block, offset }
     };
     for id in 0..n {
-        element_tid.push(place(page::element_size(
+        element_tid.push(place(format::element_size(
             state.layout(),
             state.extras[id as usize].len(),
         )));
-        neighbour_tid.push(place(page::neighbour_size(state.params.m, graph.level(id))));
+        neighbour_tid.push(place(format::neighbour_size(
+            state.params.m,
+            graph.level(id),
+        )));
     }
     // Second pass: fill pages in block order.
     let mut current: Option<Locked> = None;
@@ -505,7 +492,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != e_tid.block) {
             current = Some(new_page(state.index, e_tid.block));
         }
-        let element = page::encode_element(
+        let element = format::encode_element(
             level,
             neighbour_tid[id as usize],
             &state.heap_tids[id as usize],
@@ -519,19 +506,19 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != n_tid.block) {
             current = Some(new_page(state.index, n_tid.block));
         }
-        let mut item = page::encode_neighbours(state.params.m, level);
+        let mut item = format::encode_neighbours(state.params.m, level);
         for layer in 0..=level {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
-            page::put_neighbours(&mut item, state.params.m, layer, &tids)
+            format::put_neighbours(&mut item, state.params.m, layer, &tids)
                 .expect("an item just encoded");
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
     }
     drop(current);
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
-    let directory = if page::has_filter_columns(state.index) {
+    let directory = if buffer::has_filter_columns(state.index) {
         directory::write_built(
             state.index,
             last_block + 1,
@@ -551,13 +538,13 @@ fn new_page(index: pg_sys::Relation, expected: u32) -> Locked {
             locked.block()
         );
     }
-    page::init_page(locked.page());
+    buffer::init_page(locked.page());
     unsafe { pg_sys::MarkBufferDirty(locked.buffer) };
     locked
 }
 
 fn add_at(locked: &Locked, bytes: &[u8], expected: u16) {
-    let offset = unsafe { page::add_item(locked.page(), bytes) };
+    let offset = unsafe { buffer::add_item(locked.page(), bytes) };
     if offset != expected {
         error!("xhnsw: build expected offset {expected}, got {offset}");
     }
@@ -573,7 +560,7 @@ fn update_meta_after_build(
 ) {
     let locked = Locked::read(state.index, META_BLOCK, true);
     unsafe {
-        let mut meta = page::read_meta(locked.page());
+        let mut meta = buffer::read_meta(locked.page());
         meta.dims = state.dims as u32;
         if let Some(entry) = graph.entry_point() {
             meta.entry = element_tid[entry.id as usize];
@@ -583,7 +570,7 @@ fn update_meta_after_build(
         meta.elements = element_tid.len() as u64;
         meta.directory_head = directory_head;
         meta.directory_tail = directory_tail;
-        page::write_meta(locked.page(), &meta);
+        buffer::write_meta(locked.page(), &meta);
         pg_sys::MarkBufferDirty(locked.buffer);
     }
 }
@@ -593,9 +580,9 @@ fn write_metapage(index: pg_sys::Relation, meta: &MetaPage) {
     if locked.block() != META_BLOCK {
         error!("xhnsw: index relation is not empty");
     }
-    page::init_page(locked.page());
+    buffer::init_page(locked.page());
     unsafe {
-        page::write_meta(locked.page(), meta);
+        buffer::write_meta(locked.page(), meta);
         pg_sys::MarkBufferDirty(locked.buffer);
     }
 }
@@ -605,8 +592,7 @@ fn log_all_pages(index: pg_sys::Relation) {
     unsafe {
         if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
         {
-            let blocks =
-                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let blocks = buffer::block_count(index);
             pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true);
         }
     }
@@ -630,8 +616,8 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         );
         pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
         let page = pg_sys::BufferGetPage(buffer);
-        page::init_page(page);
-        page::write_meta(page, &meta);
+        buffer::init_page(page);
+        buffer::write_meta(page, &meta);
         pg_sys::MarkBufferDirty(buffer);
         pg_sys::log_newpage_buffer(buffer, true);
         pg_sys::UnlockReleaseBuffer(buffer);

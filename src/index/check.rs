@@ -14,7 +14,10 @@ use pgrx::prelude::*;
 use std::collections::VecDeque;
 
 use super::directory;
-use super::page::{self, Layout, Locked, Tid};
+use super::page::{
+    buffer::{self, Locked},
+    format::{self, Layout, Tid},
+};
 
 /// Every element of the index by a dense id (its rank in physical order), with its level and
 /// deleted flag: 3 bytes and 2 bits an element, plus 4 bytes a page.
@@ -101,37 +104,22 @@ fn reserve<T>(v: &mut Vec<T>, more: usize) {
     }
 }
 
-fn block_count(index: pg_sys::Relation) -> u32 {
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
-}
-
 /// Visit every element in physical order, each page under a share lock.
 fn for_each_element(
     index: pg_sys::Relation,
     layout: Layout,
-    mut visit: impl FnMut(Tid, &page::ElementData),
+    visit: impl FnMut(Tid, &format::ElementData),
 ) {
-    for block in 1..block_count(index) {
+    let check_interrupts = || {
         pgrx::check_for_interrupts!();
-        let locked = Locked::read(index, block, false);
-        for offset in 1..=unsafe { page::page_max_offset(locked.page()) } {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
-                continue;
-            };
-            if !page::is_element(item) {
-                continue;
-            }
-            if let Some(e) = unsafe { page::decode_element(item, layout) } {
-                visit(Tid { block, offset }, &e);
-            }
-        }
-    }
+    };
+    buffer::for_each_element(index, layout, check_interrupts, visit);
 }
 
 /// Heap TIDs of the live elements: what VACUUM reports when it had nothing to delete. Share
 /// locks only.
 pub(crate) fn live_heap_tids(index: pg_sys::Relation) -> f64 {
-    let layout = page::read_meta_of(index).layout();
+    let layout = buffer::read_meta_of(index).layout();
     let mut live = 0.0;
     for_each_element(index, layout, |_, e| {
         if !e.deleted {
@@ -153,19 +141,18 @@ fn with_lists(
 ) -> Option<()> {
     let (level, neighbour_tid) = {
         let locked = Locked::read(index, tid.block, false);
-        let item = unsafe { page::item_ptr(locked.page(), tid.offset) }?;
-        let e = unsafe { page::decode_element(item, layout) }?;
+        let (_, e) = unsafe { buffer::element_at(locked.page(), tid.offset, layout) }?;
         (e.level, e.neighbour_tid)
     };
     if !neighbour_tid.is_valid() || neighbour_tid.block >= blocks {
         return None;
     }
     let locked = Locked::read(index, neighbour_tid.block, false);
-    let item = unsafe { page::item_ptr(locked.page(), neighbour_tid.offset) }
-        .filter(|&item| !page::is_element(item))?;
+    let item = unsafe { buffer::item_ptr(locked.page(), neighbour_tid.offset) }
+        .filter(|&item| !buffer::is_element(item))?;
     let mut list = Vec::new();
     for layer in 0..=level {
-        unsafe { page::read_neighbours(item, m, layer, &mut list) };
+        unsafe { buffer::read_neighbours(item, m, layer, &mut list) };
         f(layer, &list);
     }
     Some(())
@@ -173,9 +160,9 @@ fn with_lists(
 
 /// Counts by name, in a fixed order.
 pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
-    let meta = page::read_meta_of(index);
+    let meta = buffer::read_meta_of(index);
     let (layout, m) = (meta.layout(), meta.m as usize);
-    let blocks = block_count(index);
+    let blocks = buffer::block_count(index);
 
     // Pass 1: the elements, in physical order.
     let mut elements = Elements {

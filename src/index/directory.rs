@@ -18,7 +18,10 @@
 use pgrx::pg_sys;
 use std::ops::ControlFlow;
 
-use super::page::{self, DirectoryEntries, Locked, MetaPage, Tid, Xlog, META_BLOCK};
+use super::page::{
+    buffer::{self, DirectoryEntries, Locked, Xlog},
+    format::{self, MetaPage, Tid, META_BLOCK},
+};
 
 /// Write the directory of a freshly built graph on new pages from `first_block` on (the build
 /// logs all pages afterwards); returns its head and tail, META_BLOCK for none.
@@ -31,7 +34,7 @@ pub fn write_built(
     for (element, tag) in entries {
         let added = current
             .as_ref()
-            .is_some_and(|c| unsafe { page::push_directory_entry(c.page(), element, tag) });
+            .is_some_and(|c| unsafe { buffer::push_directory_entry(c.page(), element, tag) });
         if !added {
             let next = Locked::extend(index);
             if next.block() < first_block {
@@ -40,15 +43,15 @@ pub fn write_built(
                     next.block()
                 );
             }
-            page::init_directory_page(next.page());
+            buffer::init_directory_page(next.page());
             unsafe { pg_sys::MarkBufferDirty(next.buffer) };
             match &current {
                 Some(previous) => unsafe {
-                    page::set_next_directory_page(previous.page(), next.block())
+                    buffer::set_next_directory_page(previous.page(), next.block())
                 },
                 None => head = next.block(),
             }
-            unsafe { page::push_directory_entry(next.page(), element, tag) };
+            unsafe { buffer::push_directory_entry(next.page(), element, tag) };
             current = Some(next);
         }
     }
@@ -65,24 +68,24 @@ pub fn append(
     element: Tid,
     tag: u64,
 ) -> (Vec<Locked>, Option<u32>) {
-    let mut meta = page::read_meta_of(index);
+    let mut meta = buffer::read_meta_of(index);
     if meta.directory_head == META_BLOCK {
         if let Some(held) = start_directory(index, xlog, element, tag) {
             return held;
         }
-        meta = page::read_meta_of(index); // another insert started it
+        meta = buffer::read_meta_of(index); // another insert started it
     }
     let tail = lock_tail(index, meta.directory_tail, xlog);
     let tail_page = xlog.register(&tail, false);
-    if unsafe { page::push_directory_entry(tail_page, element, tag) } {
+    if unsafe { buffer::push_directory_entry(tail_page, element, tag) } {
         return (vec![tail], None);
     }
     let fresh = Locked::extend(index);
     let fresh_page = xlog.register(&fresh, true);
-    page::init_directory_page(fresh_page);
+    buffer::init_directory_page(fresh_page);
     unsafe {
-        page::push_directory_entry(fresh_page, element, tag);
-        page::set_next_directory_page(tail_page, fresh.block());
+        buffer::push_directory_entry(fresh_page, element, tag);
+        buffer::set_next_directory_page(tail_page, fresh.block());
     }
     let new_tail = fresh.block();
     (vec![tail, fresh], Some(new_tail))
@@ -97,18 +100,18 @@ fn start_directory(
     tag: u64,
 ) -> Option<(Vec<Locked>, Option<u32>)> {
     let meta_locked = Locked::read(index, META_BLOCK, true);
-    let mut meta = unsafe { page::read_meta(meta_locked.page()) };
+    let mut meta = unsafe { buffer::read_meta(meta_locked.page()) };
     if meta.directory_head != META_BLOCK {
         return None;
     }
     let fresh = Locked::extend(index);
     let fresh_page = xlog.register(&fresh, true);
-    page::init_directory_page(fresh_page);
-    unsafe { page::push_directory_entry(fresh_page, element, tag) };
+    buffer::init_directory_page(fresh_page);
+    unsafe { buffer::push_directory_entry(fresh_page, element, tag) };
     meta.directory_head = fresh.block();
     meta.directory_tail = fresh.block();
     let meta_page = xlog.register(&meta_locked, false);
-    unsafe { page::write_meta(meta_page, &meta) };
+    unsafe { buffer::write_meta(meta_page, &meta) };
     Some((vec![meta_locked, fresh], None))
 }
 
@@ -123,10 +126,10 @@ fn lock_tail(index: pg_sys::Relation, hint: u32, xlog: &Xlog) -> Locked {
             break;
         }
         let locked = Locked::read(index, block, true);
-        if !unsafe { page::is_directory_page(locked.page()) } {
+        if !unsafe { buffer::is_directory_page(locked.page()) } {
             break;
         }
-        block = unsafe { page::next_directory_page(locked.page()) };
+        block = unsafe { buffer::next_directory_page(locked.page()) };
         if block == META_BLOCK {
             return locked;
         }
@@ -149,13 +152,13 @@ pub fn for_each_page(
             corrupt(index)
         }
         let locked = Locked::read(index, block, false);
-        let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else {
+        let Some(entries) = (unsafe { buffer::directory_entries(locked.page()) }) else {
             corrupt(index)
         };
         if visit(&entries).is_break() {
             return;
         }
-        block = unsafe { page::next_directory_page(locked.page()) };
+        block = unsafe { buffer::next_directory_page(locked.page()) };
         drop(locked);
         pgrx::check_for_interrupts!();
     }
@@ -176,7 +179,7 @@ impl ChainBound {
     fn new(index: pg_sys::Relation) -> ChainBound {
         ChainBound {
             index,
-            blocks: block_count(index),
+            blocks: buffer::block_count(index),
             steps: 0,
         }
     }
@@ -185,7 +188,7 @@ impl ChainBound {
     fn step(&mut self, block: u32) -> bool {
         self.steps += 1;
         if block >= self.blocks || self.steps > self.blocks {
-            self.blocks = block_count(self.index);
+            self.blocks = buffer::block_count(self.index);
         }
         block != META_BLOCK && block < self.blocks && self.steps <= self.blocks
     }
@@ -254,7 +257,7 @@ pub fn for_each_matching(
 ) {
     let mut bound = ChainBound::new(index);
     let mut block = meta.directory_head;
-    let mut chunk = Vec::with_capacity(page::directory_capacity());
+    let mut chunk = Vec::with_capacity(format::directory_capacity());
     while block != META_BLOCK {
         if !bound.step(block) {
             corrupt(index)
@@ -262,7 +265,7 @@ pub fn for_each_matching(
         chunk.clear();
         {
             let locked = Locked::read(index, block, false);
-            let Some(entries) = (unsafe { page::directory_entries(locked.page()) }) else {
+            let Some(entries) = (unsafe { buffer::directory_entries(locked.page()) }) else {
                 corrupt(index)
             };
             chunk.extend(
@@ -273,15 +276,11 @@ pub fn for_each_matching(
                     .filter(|&(_, &tag)| may_match(tag))
                     .map(|(position, _)| entries.element(position)),
             );
-            block = unsafe { page::next_directory_page(locked.page()) };
+            block = unsafe { buffer::next_directory_page(locked.page()) };
         }
         visit(&chunk);
         pgrx::check_for_interrupts!();
     }
-}
-
-fn block_count(index: pg_sys::Relation) -> u32 {
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
 fn corrupt(index: pg_sys::Relation) -> ! {

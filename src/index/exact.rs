@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashSet, VecDeque};
 use super::directory;
 use super::filter::KeyFilter;
 use super::graph::Scored;
-use super::page::Tid;
+use super::page::format::Tid;
 use super::store::PageStore;
 use super::tags::TagFilter;
 

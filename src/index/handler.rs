@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 
 use super::filter::{exact_beats_graph, expected_graph_visits, GRAPH_VISIT_READS};
-use super::page::directory_capacity;
+use super::page::format::directory_capacity;
 use super::scan::SAMPLE;
 use super::tags::TagColumns;
 use super::{build, insert, options, scan, vacuum};

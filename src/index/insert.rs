@@ -9,8 +9,11 @@ use pgrx::PgMemoryContexts;
 use super::directory;
 use super::filter::extras_of;
 use super::graph::{insert, knn_search, HashVisited, LevelGenerator, SearchScratch};
-use super::options::params_of;
-use super::page::{self, Layout, Locked, Tid, Xlog, MAX_HEAP_TIDS, META_BLOCK};
+use super::options::{check_element_fits, check_index_dims, params_of};
+use super::page::{
+    buffer::{self, Locked, Xlog},
+    format::{self, Layout, Tid, MAX_HEAP_TIDS, META_BLOCK},
+};
 use super::store::PageStore;
 use super::tags::TagColumns;
 use crate::vector::half::index_elements;
@@ -40,21 +43,6 @@ pub unsafe extern "C-unwind" fn aminsert(
         });
     }
     false
-}
-
-/// An element must fit in a page with its line pointer (its neighbour item, at any level,
-/// fits on another page: `page::max_level_for`).
-pub fn check_element_fits(layout: Layout, extras: &[u8]) {
-    let size = page::element_size(layout, extras.len());
-    if size + std::mem::size_of::<pg_sys::ItemIdData>() > page::page_usable_space()
-        || extras.len() > u16::MAX as usize
-    {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("xhnsw: an index entry of {size} bytes does not fit in a page (the filter columns' values are too large)")
-        );
-    }
 }
 
 /// Insert one vector (as given by the user; prepared here for the metric) and the row's
@@ -93,7 +81,7 @@ fn check_dims(store: &mut PageStore, dims: usize) {
     if store.layout.dims != 0 {
         crate::vector::error::VectorError::dimension_mismatch(store.layout.dims, dims).raise();
     }
-    super::build::check_index_dims(Layout {
+    check_index_dims(Layout {
         dims,
         ..store.layout
     });
@@ -101,10 +89,10 @@ fn check_dims(store: &mut PageStore, dims: usize) {
     let locked = Locked::read(store.index, META_BLOCK, true);
     let xlog = Xlog::begin(store.index, &locked, false);
     unsafe {
-        let mut meta = page::read_meta(xlog.page());
+        let mut meta = buffer::read_meta(xlog.page());
         if meta.dims == 0 {
             meta.dims = dims as u32;
-            page::write_meta(xlog.page(), &meta);
+            buffer::write_meta(xlog.page(), &meta);
         }
         store.meta = meta;
         store.layout = meta.layout();
@@ -130,10 +118,10 @@ fn join_duplicate(
     };
     let locked = Locked::read(store.index, best.id.block, true);
     unsafe {
-        let Some(item) = page::item_ptr(locked.page(), best.id.offset) else {
+        let Some(item) = buffer::item_ptr(locked.page(), best.id.offset) else {
             return false;
         };
-        let Some(element) = page::decode_element(item, store.layout) else {
+        let Some(element) = buffer::decode_element(item, store.layout) else {
             return false;
         };
         if element.deleted
@@ -146,8 +134,8 @@ fn join_duplicate(
         let mut tids = element.heap_tids.clone();
         tids.push(heap_tid);
         let xlog = Xlog::begin(store.index, &locked, false);
-        if let Some(item) = page::item_ptr(xlog.page(), best.id.offset) {
-            page::set_element_heap_tids(item, &tids);
+        if let Some(item) = buffer::item_ptr(xlog.page(), best.id.offset) {
+            buffer::set_element_heap_tids(item, &tids);
         }
         xlog.finish();
     }
@@ -167,15 +155,15 @@ fn add_element(
     tag: u64,
     level: usize,
 ) -> Tid {
-    let neighbours = page::encode_neighbours(store.m, level);
+    let neighbours = format::encode_neighbours(store.m, level);
     let line_pointer = std::mem::size_of::<pg_sys::ItemIdData>();
     let layout = Layout {
         dims: vector.len(),
         ..store.layout
     };
-    let element_need = page::element_size(layout, extras.len()) + line_pointer;
+    let element_need = format::element_size(layout, extras.len()) + line_pointer;
     let neighbour_need = neighbours.len() + line_pointer;
-    let shared = element_need + neighbour_need <= page::page_usable_space();
+    let shared = element_need + neighbour_need <= format::page_usable_space();
 
     let (locked, fresh) = page_with_room(
         store,
@@ -189,13 +177,13 @@ fn add_element(
     let mut xlog = Xlog::begin(store.index, &locked, fresh);
     let id = unsafe {
         if fresh {
-            page::init_page(xlog.page());
+            buffer::init_page(xlog.page());
         }
         let neighbour_tid = Tid {
             block: locked.block(),
-            offset: page::add_item(xlog.page(), &neighbours),
+            offset: buffer::add_item(xlog.page(), &neighbours),
         };
-        let element = page::encode_element(
+        let element = format::encode_element(
             level,
             neighbour_tid,
             &[heap_tid],
@@ -206,14 +194,14 @@ fn add_element(
         match &element_page {
             None => Tid {
                 block: locked.block(),
-                offset: page::add_item(xlog.page(), &element),
+                offset: buffer::add_item(xlog.page(), &element),
             },
             Some(own) => {
                 let own_page = xlog.register(own, true);
-                page::init_page(own_page);
+                buffer::init_page(own_page);
                 Tid {
                     block: own.block(),
-                    offset: page::add_item(own_page, &element),
+                    offset: buffer::add_item(own_page, &element),
                 }
             }
         }
@@ -236,12 +224,12 @@ fn add_element(
 /// data page with room, else a fresh one (true: to be initialised).
 fn page_with_room(store: &PageStore, need: usize) -> (Locked, bool) {
     let hint = store.meta.insert_page;
-    let blocks = unsafe {
-        pg_sys::RelationGetNumberOfBlocksInFork(store.index, pg_sys::ForkNumber::MAIN_FORKNUM)
-    };
+    let blocks = buffer::block_count(store.index);
     if hint != META_BLOCK && hint < blocks {
         let locked = Locked::read(store.index, hint, true);
-        if unsafe { page::is_data_page(locked.page()) } && page::free_space(locked.page()) >= need {
+        if unsafe { buffer::is_data_page(locked.page()) }
+            && buffer::free_space(locked.page()) >= need
+        {
             return (locked, false);
         }
     }
@@ -252,13 +240,13 @@ fn bump_meta(store: &mut PageStore, insert_page: u32, directory_tail: Option<u32
     let locked = Locked::read(store.index, META_BLOCK, true);
     let xlog = Xlog::begin(store.index, &locked, false);
     unsafe {
-        let mut meta = page::read_meta(xlog.page());
+        let mut meta = buffer::read_meta(xlog.page());
         meta.insert_page = insert_page;
         if let Some(tail) = directory_tail {
             meta.directory_tail = tail;
         }
         meta.elements += 1;
-        page::write_meta(xlog.page(), &meta);
+        buffer::write_meta(xlog.page(), &meta);
         // Keep our entry point view fresh: another insert may have raised it.
         store.meta = meta;
     }

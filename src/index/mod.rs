@@ -1,10 +1,10 @@
 //! The xhnsw index access method, one file per part of an index's life:
-//! handler (AM routine, cost estimate), options (WITH options and GUCs), page (on-page format,
-//! buffers, WAL), store (the graph over pages), filter (filter columns and scan keys), tags and
-//! directory (the filter directory that selective filters read instead of the graph), exact
-//! (ranking a filter's matches exactly), build,
-//! insert, scan, vacuum, check
-//! (`xmodal.index_check`). graph.rs holds the HNSW algorithms with no Postgres types.
+//! handler (AM routine, cost estimate), options (WITH options, GUCs and the limits an index
+//! checks), page/ (format: the on-page bytes; buffer: locks, WAL, items in place), store (the
+//! graph over pages), filter (filter columns and scan keys), tags and directory (the filter
+//! directory that selective filters read instead of the graph), exact (ranking a filter's
+//! matches exactly), build, insert, scan, vacuum, check (`xmodal.index_check`). graph.rs holds
+//! the HNSW algorithms with no Postgres types.
 
 pub mod build;
 pub mod check;

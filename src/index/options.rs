@@ -1,13 +1,15 @@
 //! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64, keep_pruned = on)`), the
 //! graph parameters an index's metapage implies, and GUCs (`xhnsw.ef_search`,
-//! `xhnsw.max_scan_tuples`, `xhnsw.strict_order`, `xhnsw.exact_filter_limit`).
+//! `xhnsw.max_scan_tuples`, `xhnsw.strict_order`, `xhnsw.exact_filter_limit`), and the limits
+//! that build and insert check before writing (dimensions, an element's size).
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::graph::HnswParams;
-use super::page::{self, MetaPage};
+use super::page::format::{self, Layout, MetaPage, Storage};
+use crate::vector::error::VectorError;
 
 pub const DEFAULT_M: i32 = 16;
 pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
@@ -189,8 +191,43 @@ pub(crate) fn index_options(index: pg_sys::Relation) -> IndexOptions {
 pub fn params_of(meta: &MetaPage) -> HnswParams {
     let m = meta.m as usize;
     HnswParams {
-        max_level: page::max_level_for(m),
+        max_level: format::max_level_for(m),
         keep_pruned: meta.keep_pruned != 0,
         ..HnswParams::new(m, meta.ef_construction as usize)
+    }
+}
+
+/// ERROR unless an index on vectors of this layout can hold them (an element, with its
+/// header, fits in one page).
+pub fn check_index_dims(layout: Layout) {
+    let max = layout.storage.max_dims();
+    if layout.dims > max {
+        let of = match layout.storage {
+            Storage::Float4 => "xvector",
+            Storage::Float2 => "xhalfvec",
+        };
+        VectorError::new(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "xhnsw indexes on {of} support at most {max} dimensions, not {}",
+                layout.dims
+            ),
+        )
+        .raise();
+    }
+}
+
+/// An element must fit in a page with its line pointer (its neighbour item, at any level,
+/// fits on another page: `format::max_level_for`).
+pub fn check_element_fits(layout: Layout, extras: &[u8]) {
+    let size = format::element_size(layout, extras.len());
+    if size + std::mem::size_of::<pg_sys::ItemIdData>() > format::page_usable_space()
+        || extras.len() > u16::MAX as usize
+    {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("xhnsw: an index entry of {size} bytes does not fit in a page (the filter columns' values are too large)")
+        );
     }
 }

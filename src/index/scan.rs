@@ -25,7 +25,10 @@ use super::exact::{Candidates, ExactPass};
 use super::filter::{child_context, exact_beats_graph, expected_graph_visits, KeyFilter};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
-use super::page::{self, Locked, Tid};
+use super::page::{
+    buffer::{self, Locked},
+    format::Tid,
+};
 use super::resumable::{ResumableOptions, ResumableSearch};
 use super::store::PageStore;
 use crate::vector::half::index_elements;
@@ -182,9 +185,7 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
         Mode::Sequential(block) => {
-            let blocks = unsafe {
-                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM)
-            };
+            let blocks = buffer::block_count(index);
             if *block >= blocks {
                 state.mode = Some(Mode::Done);
                 return false;
@@ -385,21 +386,10 @@ fn collect_page(
     out: &mut VecDeque<Tid>,
 ) {
     let locked = Locked::read(store.index, block, false);
-    unsafe {
-        let max = page::page_max_offset(locked.page());
-        for offset in 1..=max {
-            let Some(item) = page::item_ptr(locked.page(), offset) else {
-                continue;
-            };
-            if !page::is_element(item) {
-                continue;
-            }
-            if let Some(e) = page::decode_element(item, store.layout) {
-                let passes = filter.as_mut().is_none_or(|f| f.matches(e.extras));
-                if !e.deleted && passes {
-                    out.extend(e.heap_tids.iter().copied());
-                }
-            }
+    for (_, e) in unsafe { buffer::page_elements(locked.page(), store.layout) } {
+        let passes = filter.as_mut().is_none_or(|f| f.matches(e.extras));
+        if !e.deleted && passes {
+            out.extend(e.heap_tids.iter().copied());
         }
     }
 }

@@ -8,7 +8,11 @@ use pgrx::pg_sys;
 use std::cell::Cell;
 
 use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
-use super::page::{self, Layout, Locked, MetaPage, Metric, Tid, Xlog, META_BLOCK};
+use super::page::{
+    buffer::{self, Locked, Xlog},
+    format::{self, Layout, MetaPage, Tid, META_BLOCK},
+};
+use crate::vector::metric::Metric;
 
 pub struct PageStore {
     pub index: pg_sys::Relation,
@@ -35,7 +39,7 @@ pub struct ElementInfo {
 
 impl PageStore {
     pub fn open(index: pg_sys::Relation) -> PageStore {
-        let meta = page::read_meta_of(index);
+        let meta = buffer::read_meta_of(index);
         PageStore {
             index,
             meta,
@@ -60,7 +64,7 @@ impl PageStore {
     }
 
     /// Run `f` on the element at `id` under a share lock; None if there is no element there.
-    pub fn with_element<R>(&self, id: Tid, f: impl FnOnce(&page::ElementData) -> R) -> Option<R> {
+    pub fn with_element<R>(&self, id: Tid, f: impl FnOnce(&format::ElementData) -> R) -> Option<R> {
         if !id.is_valid() {
             return None;
         }
@@ -71,14 +75,12 @@ impl PageStore {
 
     /// The element `id` on its locked page, if there is one. ERROR when it is corrupt, its
     /// level above what `m` allows and an invalid neighbour item address included.
-    fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<page::ElementData<'a>> {
+    fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<format::ElementData<'a>> {
         unsafe {
-            let item =
-                page::item_ptr(locked.page(), id.offset).filter(|&item| page::is_element(item))?;
-            let element = page::decode_element(item, self.layout)?;
+            let (_, element) = buffer::element_at(locked.page(), id.offset, self.layout)?;
             // (An invalid block would read as P_NEW: a read that extends the relation.)
-            if element.level > page::max_level_for(self.m) || !element.neighbour_tid.is_valid() {
-                page::Corrupt(format!(
+            if element.level > format::max_level_for(self.m) || !element.neighbour_tid.is_valid() {
+                format::Corrupt(format!(
                     "element at level {} for m = {}, neighbours at {:?}",
                     element.level, self.m, element.neighbour_tid
                 ))
@@ -112,8 +114,8 @@ impl PageStore {
             locked = Locked::read(self.index, neighbour_tid.block, false);
         }
         unsafe {
-            if let Some(item) = page::item_ptr(locked.page(), neighbour_tid.offset) {
-                page::read_neighbours(item, self.m, level, out);
+            if let Some(item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) {
+                buffer::read_neighbours(item, self.m, level, out);
             }
         }
         Some(neighbour_tid)
@@ -128,19 +130,19 @@ impl PageStore {
     ) -> bool {
         let locked = Locked::read(self.index, neighbour_tid.block, true);
         unsafe {
-            let Some(current_item) = page::item_ptr(locked.page(), neighbour_tid.offset) else {
+            let Some(current_item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) else {
                 return false;
             };
             if let Some(expected) = expect {
                 let mut now = Vec::new();
-                page::read_neighbours(current_item, self.m, level, &mut now);
+                buffer::read_neighbours(current_item, self.m, level, &mut now);
                 if now != expected {
                     return false;
                 }
             }
             let xlog = Xlog::begin(self.index, &locked, false);
-            if let Some(item) = page::item_ptr(xlog.page(), neighbour_tid.offset) {
-                page::write_neighbours(item, self.m, level, list);
+            if let Some(item) = buffer::item_ptr(xlog.page(), neighbour_tid.offset) {
+                buffer::write_neighbours(item, self.m, level, list);
             }
             xlog.finish();
         }
@@ -194,7 +196,7 @@ impl GraphStoreMut for PageStore {
         let locked = Locked::read(self.index, META_BLOCK, true);
         let xlog = Xlog::begin(self.index, &locked, false);
         unsafe {
-            let mut meta = page::read_meta(xlog.page());
+            let mut meta = buffer::read_meta(xlog.page());
             let raise = match entry {
                 Some(e) => !meta.entry.is_valid() || e.level > meta.entry_level as usize,
                 None => false,
@@ -202,7 +204,7 @@ impl GraphStoreMut for PageStore {
             if self.replace_entry || raise {
                 meta.entry = entry.map_or(Tid::INVALID, |e| e.id);
                 meta.entry_level = entry.map_or(0, |e| e.level as u32);
-                page::write_meta(xlog.page(), &meta);
+                buffer::write_meta(xlog.page(), &meta);
             }
             self.meta = meta;
         }

@@ -24,7 +24,10 @@ use super::graph::{
     HnswParams, SearchScratch, VisitedSet, RELINK_PASSES,
 };
 use super::options::params_of;
-use super::page::{self, Layout, Locked, Tid, Xlog, META_BLOCK};
+use super::page::{
+    buffer::{self, Locked, Xlog},
+    format::{self, Tid, META_BLOCK},
+};
 use super::store::PageStore;
 
 /// Nodes repaired (or relinked) per hold of the insert lock.
@@ -68,7 +71,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         }
         (*stats).tuples_removed += census.removed_tids;
         (*stats).num_index_tuples = census.live_tids;
-        (*stats).num_pages = block_count(index);
+        (*stats).num_pages = buffer::block_count(index);
         stats
     }
 }
@@ -90,7 +93,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
         let index = (*info).index;
         let stats = ensure_stats(stats);
         (*stats).num_index_tuples = super::check::live_heap_tids(index);
-        (*stats).num_pages = block_count(index);
+        (*stats).num_pages = buffer::block_count(index);
         stats
     }
 }
@@ -117,10 +120,6 @@ fn vacuum_delay_point() {
     };
 }
 
-fn block_count(index: pg_sys::Relation) -> u32 {
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
-}
-
 fn out_of_memory() -> ! {
     ereport!(
         ERROR,
@@ -129,44 +128,20 @@ fn out_of_memory() -> ! {
     );
 }
 
-/// Run `f` on every element of the index (a share lock on one page at a time).
-fn for_each_element(
-    index: pg_sys::Relation,
-    layout: Layout,
-    mut f: impl FnMut(Tid, &page::ElementData, pg_sys::Page),
-) {
-    for block in 1..block_count(index) {
-        vacuum_delay_point();
-        let locked = Locked::read(index, block, false);
-        let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
-        for offset in 1..=max {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
-                continue;
-            };
-            if !page::is_element(item) {
-                continue;
-            }
-            if let Some(element) = unsafe { page::decode_element(item, layout) } {
-                f(Tid { block, offset }, &element, locked.page());
-            }
-        }
-    }
-}
-
 /// Does the layer-0 list of this element's neighbour item hold anything? (An unlinked deleted
 /// element's lists are empty.) None when the item is on another page than `page`.
 fn has_links(
     page: pg_sys::Page,
     block: u32,
-    element: &page::ElementData,
+    element: &format::ElementData,
     m: usize,
 ) -> Option<bool> {
     if element.neighbour_tid.block != block {
         return None;
     }
     let mut list = Vec::new();
-    if let Some(item) = unsafe { page::item_ptr(page, element.neighbour_tid.offset) } {
-        unsafe { page::read_neighbours(item, m, 0, &mut list) };
+    if let Some(item) = unsafe { buffer::item_ptr(page, element.neighbour_tid.offset) } {
+        unsafe { buffer::read_neighbours(item, m, 0, &mut list) };
     }
     Some(!list.is_empty())
 }
@@ -189,21 +164,17 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
         census.to_unlink.push(id);
     };
     let mut elsewhere = Vec::new();
-    for block in 1..block_count(index) {
+    for block in 1..buffer::block_count(index) {
         vacuum_delay_point();
         let locked = Locked::read(index, block, true);
         let mut xlog: Option<Xlog> = None;
-        let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
-        for offset in 1..=max {
+        // Offset by offset: the page to read changes once the first change registers it.
+        for offset in 1..=unsafe { buffer::page_max_offset(locked.page()) } {
             let id = Tid { block, offset };
             let page_now = xlog.as_ref().map_or(locked.page(), |x| x.page());
-            let Some(item) = (unsafe { page::item_ptr(page_now, offset) }) else {
-                continue;
-            };
-            if !page::is_element(item) {
-                continue;
-            }
-            let Some(element) = (unsafe { page::decode_element(item, store.layout) }) else {
+            let Some((_, element)) =
+                (unsafe { buffer::element_at(page_now, offset, store.layout) })
+            else {
                 continue;
             };
             if element.deleted {
@@ -224,8 +195,8 @@ fn sweep(index: pg_sys::Relation, dead: impl Fn(Tid) -> bool) -> Census {
             census.live_tids += keep.len() as f64;
             if keep.len() != element.heap_tids.len() {
                 let x = xlog.get_or_insert_with(|| Xlog::begin(index, &locked, false));
-                if let Some(item) = unsafe { page::item_ptr(x.page(), offset) } {
-                    unsafe { page::set_element_heap_tids(item, &keep) };
+                if let Some(item) = unsafe { buffer::item_ptr(x.page(), offset) } {
+                    unsafe { buffer::set_element_heap_tids(item, &keep) };
                 }
             }
             if keep.is_empty() {
@@ -262,20 +233,12 @@ fn repair(index: pg_sys::Relation, census: &Census) {
     let mut list = Vec::new();
     let mut elsewhere = Vec::new();
     let m = repair.store.m;
-    for block in 1..block_count(index) {
+    for block in 1..buffer::block_count(index) {
         vacuum_delay_point();
         let locked = Locked::read(index, block, false);
-        let max = unsafe { pg_sys::PageGetMaxOffsetNumber(locked.page()) };
-        for offset in 1..=max {
-            let Some(item) = (unsafe { page::item_ptr(locked.page(), offset) }) else {
-                continue;
-            };
-            if !page::is_element(item) {
-                continue;
-            }
-            let Some(element) = (unsafe { page::decode_element(item, repair.store.layout) }) else {
-                continue;
-            };
+        for (offset, element) in
+            unsafe { buffer::page_elements(locked.page(), repair.store.layout) }
+        {
             if element.deleted {
                 continue;
             }
@@ -285,12 +248,12 @@ fn repair(index: pg_sys::Relation, census: &Census) {
                 continue;
             }
             let Some(lists) =
-                (unsafe { page::item_ptr(locked.page(), element.neighbour_tid.offset) })
+                (unsafe { buffer::item_ptr(locked.page(), element.neighbour_tid.offset) })
             else {
                 continue;
             };
             let linked = (0..=element.level).any(|level| {
-                unsafe { page::read_neighbours(lists, m, level, &mut list) };
+                unsafe { buffer::read_neighbours(lists, m, level, &mut list) };
                 list.iter().any(|&n| census.is_deleted(n))
             });
             if linked {
@@ -359,7 +322,7 @@ impl<'a> Repair<'a> {
     fn locked(&mut self, f: impl FnOnce(&mut Self)) {
         let index = self.store.index;
         unsafe { pg_sys::LockPage(index, META_BLOCK, pg_sys::ExclusiveLock as _) };
-        self.store.meta = page::read_meta_of(index);
+        self.store.meta = buffer::read_meta_of(index);
         f(self);
         unsafe { pg_sys::UnlockPage(index, META_BLOCK, pg_sys::ExclusiveLock as _) };
         vacuum_delay_point();
@@ -411,20 +374,25 @@ impl<'a> Repair<'a> {
     fn relink_unreachable(&mut self) {
         let index = self.store.index;
         for _ in 0..RELINK_PASSES {
-            self.store.meta = page::read_meta_of(index);
+            self.store.meta = buffer::read_meta_of(index);
             let Ok(mut reached) = HashVisited::try_with_capacity(self.census.live_elements) else {
                 out_of_memory()
             };
             reach_layer0(&self.store, &mut reached, vacuum_delay_point);
             let mut lost = Vec::new();
-            for_each_element(index, self.store.layout, |id, element, _| {
-                if !element.deleted && reached.insert(id) {
-                    if lost.try_reserve(1).is_err() {
-                        out_of_memory();
+            buffer::for_each_element(
+                index,
+                self.store.layout,
+                vacuum_delay_point,
+                |id, element| {
+                    if !element.deleted && reached.insert(id) {
+                        if lost.try_reserve(1).is_err() {
+                            out_of_memory();
+                        }
+                        lost.push(id);
                     }
-                    lost.push(id);
-                }
-            });
+                },
+            );
             drop(reached);
             if lost.is_empty() {
                 return;

@@ -1,4 +1,7 @@
-//! On-page format of an xhnsw index and the low-level buffer helpers.
+//! The on-page format of an xhnsw index, as bytes: what each item holds and where, how the
+//! metapage reads, and the checks that keep a corrupt page from being read past its items.
+//! Nothing here touches a buffer (buffer.rs does), so the codecs are tested with plain
+//! `cargo test`, fuzzed pages included.
 //!
 //! Block 0 is the metapage. Every other block holds items of two kinds, reached by their
 //! ItemPointer (block, offset):
@@ -10,10 +13,10 @@
 //! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
 //! Both have a fixed size for their level, so changes overwrite them in place. The builder
 //! and inserts put an element and its neighbour item on the same page when they fit.
-//!
-//! Every change after the build goes through `Xlog` (GenericXLog), one page at a time; no code
-//! holds two buffer locks at once, so concurrent inserts and scans cannot deadlock.
+//! Filter directory pages (directory.rs) hold one item each and the next page's number in
+//! their special space.
 
+use crate::vector::metric::Metric;
 use pgrx::pg_sys;
 use std::ptr;
 
@@ -26,10 +29,30 @@ pub const VERSION: u32 = 4;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
-const ELEMENT_KIND: u8 = 1;
+/// The first byte of every item says what it is.
+pub(super) const ELEMENT_KIND: u8 = 1;
 const NEIGHBOUR_KIND: u8 = 2;
-const DIRECTORY_KIND: u8 = 3;
+pub(super) const DIRECTORY_KIND: u8 = 3;
 const FLAG_DELETED: u8 = 1;
+
+/// Where an element item's header fields lie (bytes 12..16 are unused).
+mod element_at {
+    pub const FLAGS: usize = 1;
+    pub const LEVEL: usize = 2;
+    pub const TID_COUNT: usize = 3;
+    /// The neighbour item's ItemPointer (6 bytes).
+    pub const NEIGHBOUR_TID: usize = 4;
+    /// The extras' length (u16).
+    pub const EXTRAS_LEN: usize = 10;
+    /// `MAX_HEAP_TIDS` slots of 6 bytes.
+    pub const HEAP_TIDS: usize = 16;
+}
+
+/// Where a neighbour item's header fields lie: the level, then one u16 count per layer.
+mod neighbours_at {
+    pub const LEVEL: usize = 1;
+    pub const COUNTS: usize = 4;
+}
 
 /// An item's address: the graph's node id, and what heap TIDs are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,12 +89,12 @@ impl Tid {
         }
     }
 
-    fn write(self, out: &mut [u8]) {
+    pub(super) fn write(self, out: &mut [u8]) {
         out[..4].copy_from_slice(&self.block.to_le_bytes());
         out[4..6].copy_from_slice(&self.offset.to_le_bytes());
     }
 
-    fn read(bytes: &[u8]) -> Tid {
+    pub(super) fn read(bytes: &[u8]) -> Tid {
         Tid {
             block: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
             offset: u16::from_le_bytes([bytes[4], bytes[5]]),
@@ -79,61 +102,7 @@ impl Tid {
     }
 }
 
-const TID_SIZE: usize = 6;
-
-/// Distance the index orders by, taken from the opclass's support function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Metric {
-    /// `<->`: ordered by squared L2 distance.
-    L2 = 1,
-    /// `<=>`: vectors are stored normalised; ordered by 1 - dot product.
-    Cosine = 2,
-    /// `<#>`: ordered by -dot product.
-    InnerProduct = 3,
-    /// `<+>`: ordered by L1 (taxicab) distance.
-    L1 = 4,
-}
-
-impl Metric {
-    pub fn from_u32(v: u32) -> Option<Metric> {
-        match v {
-            1 => Some(Metric::L2),
-            2 => Some(Metric::Cosine),
-            3 => Some(Metric::InnerProduct),
-            4 => Some(Metric::L1),
-            _ => None,
-        }
-    }
-
-    /// Distance used inside the graph (monotone in the operator's value).
-    #[inline]
-    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
-        use crate::vector::kernels;
-        match self {
-            Metric::L2 => kernels::l2_squared(a, b),
-            Metric::Cosine => 1.0 - kernels::dot(a, b),
-            Metric::InnerProduct => -kernels::dot(a, b),
-            Metric::L1 => kernels::l1(a, b),
-        }
-    }
-
-    /// The vector as the index stores it; None when it cannot be indexed (zero under cosine).
-    pub fn prepare(self, v: &[f32]) -> Option<Vec<f32>> {
-        if self != Metric::Cosine {
-            return Some(v.to_vec());
-        }
-        let norm = v
-            .iter()
-            .map(|x| (*x as f64) * (*x as f64))
-            .sum::<f64>()
-            .sqrt();
-        if norm == 0.0 || !norm.is_finite() {
-            return None;
-        }
-        Some(v.iter().map(|x| (*x as f64 / norm) as f32).collect())
-    }
-}
+pub(super) const TID_SIZE: usize = 6;
 
 /// Block 0.
 #[repr(C)]
@@ -170,16 +139,6 @@ impl MetaPage {
             storage: Storage::from_u32(self.storage).unwrap_or(Storage::Float4),
         }
     }
-
-    /// Does this index keep a filter directory (of all its elements)?
-    pub fn has_directory(&self, index: pg_sys::Relation) -> bool {
-        self.version >= 2 && has_filter_columns(index)
-    }
-}
-
-/// Columns after the vector (filter columns), which a filter directory serves.
-pub fn has_filter_columns(index: pg_sys::Relation) -> bool {
-    unsafe { (*(*index).rd_att).natts > 1 }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,7 +198,7 @@ fn extras_offset(layout: Layout) -> usize {
 
 fn element_vector_offset() -> usize {
     // keep the vector 4-byte aligned inside a MAXALIGNed item
-    (16 + MAX_HEAP_TIDS * TID_SIZE).next_multiple_of(4)
+    (element_at::HEAP_TIDS + MAX_HEAP_TIDS * TID_SIZE).next_multiple_of(4)
 }
 
 pub fn neighbour_size(m: usize, level: usize) -> usize {
@@ -349,13 +308,10 @@ pub fn encode_element(
     };
     let mut out = vec![0u8; element_size(layout, extras.len())];
     out[0] = ELEMENT_KIND;
-    out[2] = level as u8;
-    out[3] = heap_tids.len() as u8;
-    neighbour_tid.write(&mut out[4..10]);
-    for (i, t) in heap_tids.iter().enumerate() {
-        t.write(&mut out[16 + i * TID_SIZE..]);
-    }
-    out[10..12].copy_from_slice(&(extras.len() as u16).to_le_bytes());
+    out[element_at::LEVEL] = level as u8;
+    neighbour_tid.write(&mut out[element_at::NEIGHBOUR_TID..]);
+    write_heap_tids(&mut out, heap_tids);
+    out[element_at::EXTRAS_LEN..][..2].copy_from_slice(&(extras.len() as u16).to_le_bytes());
     let start = element_vector_offset();
     for (i, v) in vector.iter().enumerate() {
         match storage {
@@ -370,16 +326,6 @@ pub fn encode_element(
     out
 }
 
-/// Decode an element item in place; None when the item is not an element. A corrupt item
-/// (ERROR, see [`parse_element`]) is never read past its length.
-///
-/// # Safety
-/// `item` must come from `item_ptr` on a page that stays pinned and locked while the result
-/// is used.
-pub unsafe fn decode_element<'a>(item: Item, layout: Layout) -> Option<ElementData<'a>> {
-    parse_element(unsafe { item.bytes() }, layout).unwrap_or_else(|c| c.raise())
-}
-
 /// Decode the bytes of an item (its `lp_len` bytes) as an element of this layout; Ok(None)
 /// when it is another kind of item. Checks the item's length against the size its header
 /// implies, the level, the heap TID count and the extras' own length before slicing.
@@ -392,13 +338,16 @@ pub fn parse_element(bytes: &[u8], layout: Layout) -> Result<Option<ElementData<
     if bytes.len() < header {
         return Err(Corrupt(format!("element item of {} bytes", bytes.len())));
     }
-    let (level, count) = (bytes[2] as usize, bytes[3] as usize);
+    let (level, count) = (
+        bytes[element_at::LEVEL] as usize,
+        bytes[element_at::TID_COUNT] as usize,
+    );
     if level > LEVEL_CAP || count > MAX_HEAP_TIDS {
         return Err(Corrupt(format!(
             "element with level {level} and {count} heap TIDs"
         )));
     }
-    let extras_len = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
+    let extras_len = read_u16(bytes, element_at::EXTRAS_LEN) as usize;
     let expected = element_size(layout, extras_len);
     if bytes.len() != expected {
         return Err(Corrupt(format!(
@@ -436,39 +385,47 @@ pub fn parse_element(bytes: &[u8], layout: Layout) -> Result<Option<ElementData<
         }
     };
     Ok(Some(ElementData {
-        deleted: bytes[1] & FLAG_DELETED != 0,
+        deleted: bytes[element_at::FLAGS] & FLAG_DELETED != 0,
         level,
-        neighbour_tid: Tid::read(&bytes[4..10]),
+        neighbour_tid: Tid::read(&bytes[element_at::NEIGHBOUR_TID..]),
         heap_tids: (0..count)
-            .map(|i| Tid::read(&bytes[16 + i * TID_SIZE..]))
+            .map(|i| Tid::read(&bytes[element_at::HEAP_TIDS + i * TID_SIZE..]))
             .collect(),
         vector,
         extras,
     }))
 }
 
-/// Rewrite the heap TIDs (and the deleted flag when none are left) of an element in place.
-///
-/// # Safety
-/// `item` must be a writable element item (page registered with GenericXLog).
-pub unsafe fn set_element_heap_tids(item: Item, heap_tids: &[Tid]) {
-    let head = unsafe { item.bytes_mut() };
-    if head.len() < element_vector_offset() || heap_tids.len() > MAX_HEAP_TIDS {
-        Corrupt(format!("element item of {} bytes", head.len())).raise();
+/// Rewrite the heap TIDs (and set the deleted flag when none are left) of an element item.
+pub fn put_heap_tids(bytes: &mut [u8], heap_tids: &[Tid]) -> Result<(), Corrupt> {
+    if bytes.first() != Some(&ELEMENT_KIND)
+        || bytes.len() < element_vector_offset()
+        || heap_tids.len() > MAX_HEAP_TIDS
+    {
+        return Err(Corrupt(format!("element item of {} bytes", bytes.len())));
     }
-    head[3] = heap_tids.len() as u8;
-    for (i, t) in heap_tids.iter().enumerate() {
-        t.write(&mut head[16 + i * TID_SIZE..]);
-    }
+    write_heap_tids(bytes, heap_tids);
     if heap_tids.is_empty() {
-        head[1] |= FLAG_DELETED;
+        bytes[element_at::FLAGS] |= FLAG_DELETED;
     }
+    Ok(())
+}
+
+fn write_heap_tids(bytes: &mut [u8], heap_tids: &[Tid]) {
+    bytes[element_at::TID_COUNT] = heap_tids.len() as u8;
+    for (i, t) in heap_tids.iter().enumerate() {
+        t.write(&mut bytes[element_at::HEAP_TIDS + i * TID_SIZE..]);
+    }
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
 pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
     let mut out = vec![0u8; neighbour_size(m, level)];
     out[0] = NEIGHBOUR_KIND;
-    out[1] = level as u8;
+    out[neighbours_at::LEVEL] = level as u8;
     out
 }
 
@@ -485,7 +442,11 @@ fn layer_slots(m: usize, level: usize, layer: usize) -> (usize, usize) {
 }
 
 fn slots_offset(level: usize) -> usize {
-    4 + (level + 1) * 2
+    layer_count_at(level + 1)
+}
+
+fn layer_count_at(layer: usize) -> usize {
+    neighbours_at::COUNTS + layer * 2
 }
 
 /// The level of a neighbour item written for this `m`; None when the item is another kind.
@@ -494,7 +455,7 @@ fn neighbour_level(bytes: &[u8], m: usize) -> Result<Option<usize>, Corrupt> {
     if bytes.first() != Some(&NEIGHBOUR_KIND) {
         return Ok(None);
     }
-    let level = *bytes.get(1).unwrap_or(&u8::MAX) as usize;
+    let level = *bytes.get(neighbours_at::LEVEL).unwrap_or(&u8::MAX) as usize;
     if level > max_level_for(m) || bytes.len() != neighbour_size(m, level) {
         return Err(Corrupt(format!(
             "neighbour item of {} bytes with level {level} for m = {m}",
@@ -519,7 +480,7 @@ pub fn parse_neighbours(
     if layer > level {
         return Ok(());
     }
-    let count = u16::from_le_bytes([bytes[4 + layer * 2], bytes[5 + layer * 2]]) as usize;
+    let count = read_u16(bytes, layer_count_at(layer)) as usize;
     let (start, cap) = layer_slots(m, level, layer);
     let base = slots_offset(level) + start * TID_SIZE;
     for i in 0..count.min(cap) {
@@ -544,7 +505,7 @@ pub fn put_neighbours(
     }
     let (start, cap) = layer_slots(m, level, layer);
     let n = list.len().min(cap);
-    bytes[4 + layer * 2..6 + layer * 2].copy_from_slice(&(n as u16).to_le_bytes());
+    bytes[layer_count_at(layer)..][..2].copy_from_slice(&(n as u16).to_le_bytes());
     let base = slots_offset(level) + start * TID_SIZE;
     for (i, t) in list[..n].iter().enumerate() {
         t.write(&mut bytes[base + i * TID_SIZE..]);
@@ -552,33 +513,15 @@ pub fn put_neighbours(
     Ok(())
 }
 
-/// Read the neighbour list of `layer` from a neighbour item; ERROR when it is corrupt.
-///
-/// # Safety
-/// `item` must come from `item_ptr` on a locked page.
-pub unsafe fn read_neighbours(item: Item, m: usize, layer: usize, out: &mut Vec<Tid>) {
-    parse_neighbours(unsafe { item.bytes() }, m, layer, out).unwrap_or_else(|c| c.raise())
-}
-
-/// Overwrite the neighbour list of `layer` in place; ERROR when the item is corrupt.
-///
-/// # Safety
-/// `item` must be a writable item (page registered with GenericXLog).
-pub unsafe fn write_neighbours(item: Item, m: usize, layer: usize, list: &[Tid]) {
-    put_neighbours(unsafe { item.bytes_mut() }, m, layer, list).unwrap_or_else(|c| c.raise())
-}
-
-pub(crate) fn is_element(item: Item) -> bool {
-    unsafe { *item.ptr == ELEMENT_KIND }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Filter directory pages (directory.rs). Each holds one item: a count, then the tags of up to
 // `directory_capacity()` elements as one array (what a scan reads), then their TIDs in the same
 // order. The special space holds the next directory page.
 
-const DIRECTORY_SPECIAL_SIZE: usize = 8;
-const DIRECTORY_HEADER_SIZE: usize = 8;
+pub(super) const DIRECTORY_SPECIAL_SIZE: usize = 8;
+/// The item's header: its kind, a byte unused, the entry count (u16), 4 bytes unused.
+pub(super) const DIRECTORY_HEADER_SIZE: usize = 8;
+pub(super) const DIRECTORY_COUNT_AT: usize = 2;
 
 /// Entries per directory page (581 with 8 kB pages).
 pub fn directory_capacity() -> usize {
@@ -587,189 +530,8 @@ pub fn directory_capacity() -> usize {
     (space - DIRECTORY_HEADER_SIZE - 7) / (8 + TID_SIZE) // 7: the item is MAXALIGNed
 }
 
-fn directory_item_size() -> usize {
+pub(super) fn directory_item_size() -> usize {
     DIRECTORY_HEADER_SIZE + directory_capacity() * (8 + TID_SIZE)
-}
-
-/// A fresh directory page: its (empty) item, no next page.
-pub(crate) fn init_directory_page(page: pg_sys::Page) {
-    unsafe {
-        pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, DIRECTORY_SPECIAL_SIZE);
-        set_next_directory_page(page, META_BLOCK);
-        let mut item = vec![0u8; directory_item_size()];
-        item[0] = DIRECTORY_KIND;
-        add_item(page, &item);
-    }
-}
-
-/// The directory item of a page; None unless it is a directory page (the special space and
-/// the item have the directory's sizes), so that a corrupt chain cannot lead reads astray.
-unsafe fn directory_item(page: pg_sys::Page) -> Option<*mut u8> {
-    unsafe {
-        let special = pg_sys::BLCKSZ as usize
-            - (*(page as *const pg_sys::PageHeaderData)).pd_special as usize;
-        if special != DIRECTORY_SPECIAL_SIZE {
-            return None;
-        }
-        let item = item_ptr(page, 1)?;
-        (item.len >= directory_item_size() && *item.ptr == DIRECTORY_KIND).then_some(item.ptr)
-    }
-}
-
-/// # Safety
-/// `page` must be a locked page.
-pub unsafe fn is_directory_page(page: pg_sys::Page) -> bool {
-    unsafe { directory_item(page).is_some() }
-}
-
-/// The tags of a directory page and, by position, the TID of each one's element.
-pub struct DirectoryEntries<'a> {
-    pub tags: &'a [u64],
-    tids: &'a [u8],
-}
-
-impl DirectoryEntries<'_> {
-    pub fn element(&self, position: usize) -> Tid {
-        Tid::read(&self.tids[position * TID_SIZE..])
-    }
-}
-
-/// # Safety
-/// `page` must be a locked page; the result borrows it.
-pub unsafe fn directory_entries<'a>(page: pg_sys::Page) -> Option<DirectoryEntries<'a>> {
-    unsafe {
-        let item = directory_item(page)?;
-        let count =
-            (u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize).min(directory_capacity());
-        let tags = std::slice::from_raw_parts(item.add(DIRECTORY_HEADER_SIZE) as *const u64, count);
-        let tids_start = DIRECTORY_HEADER_SIZE + directory_capacity() * 8;
-        let tids = std::slice::from_raw_parts(item.add(tids_start), count * TID_SIZE);
-        Some(DirectoryEntries { tags, tids })
-    }
-}
-
-/// Append an entry to a directory page; false when it is full.
-///
-/// # Safety
-/// `page` must be a writable directory page.
-pub unsafe fn push_directory_entry(page: pg_sys::Page, element: Tid, tag: u64) -> bool {
-    unsafe {
-        let Some(item) = directory_item(page) else {
-            return false;
-        };
-        let count = u16::from_le_bytes([*item.add(2), *item.add(3)]) as usize;
-        let capacity = directory_capacity();
-        if count >= capacity {
-            return false;
-        }
-        ptr::write_unaligned(item.add(DIRECTORY_HEADER_SIZE + count * 8) as *mut u64, tag);
-        let tid = std::slice::from_raw_parts_mut(
-            item.add(DIRECTORY_HEADER_SIZE + capacity * 8 + count * TID_SIZE),
-            TID_SIZE,
-        );
-        element.write(tid);
-        let count = (count as u16 + 1).to_le_bytes();
-        *item.add(2) = count[0];
-        *item.add(3) = count[1];
-        true
-    }
-}
-
-/// The directory page after this one, or META_BLOCK for the last.
-///
-/// # Safety
-/// `page` must be a locked directory page (`is_directory_page`).
-pub unsafe fn next_directory_page(page: pg_sys::Page) -> u32 {
-    unsafe { ptr::read_unaligned(pg_sys::PageGetSpecialPointer(page) as *const u32) }
-}
-
-/// # Safety
-/// `page` must be a writable directory page.
-pub unsafe fn set_next_directory_page(page: pg_sys::Page, next: u32) {
-    unsafe { ptr::write_unaligned(pg_sys::PageGetSpecialPointer(page) as *mut u32, next) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Buffers
-
-/// A pinned and locked buffer, released on drop (also when an ERROR unwinds through Rust).
-pub struct Locked {
-    pub buffer: pg_sys::Buffer,
-}
-
-impl Locked {
-    pub(crate) fn read(
-        index: pg_sys::Relation,
-        block: pg_sys::BlockNumber,
-        exclusive: bool,
-    ) -> Locked {
-        unsafe {
-            let buffer = pg_sys::ReadBufferExtended(
-                index,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                block,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                ptr::null_mut(),
-            );
-            let mode = if exclusive {
-                pg_sys::BUFFER_LOCK_EXCLUSIVE
-            } else {
-                pg_sys::BUFFER_LOCK_SHARE
-            };
-            pg_sys::LockBuffer(buffer, mode as i32);
-            Locked { buffer }
-        }
-    }
-
-    /// Extend the relation by one page, returned locked exclusively (not yet initialised).
-    /// The last page is taken instead when it is new (all zeroes: left by an insert that
-    /// failed after extending), so failed inserts leave no orphan pages behind. Only a
-    /// conditional lock is tried on it: its holder may be waiting for the extension lock.
-    pub(crate) fn extend(index: pg_sys::Relation) -> Locked {
-        unsafe {
-            pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
-            let blocks =
-                pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
-            let mut reused = None;
-            if blocks > 1 {
-                let buffer = pg_sys::ReadBufferExtended(
-                    index,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    blocks - 1,
-                    pg_sys::ReadBufferMode::RBM_NORMAL,
-                    ptr::null_mut(),
-                );
-                if pg_sys::ConditionalLockBuffer(buffer) {
-                    let header = pg_sys::BufferGetPage(buffer) as *const pg_sys::PageHeaderData;
-                    if (*header).pd_upper == 0 {
-                        reused = Some(Locked { buffer });
-                    } else {
-                        pg_sys::UnlockReleaseBuffer(buffer);
-                    }
-                } else {
-                    pg_sys::ReleaseBuffer(buffer);
-                }
-            }
-            let locked =
-                reused.unwrap_or_else(|| Locked::read(index, pg_sys::InvalidBlockNumber, true));
-            pg_sys::UnlockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
-            locked
-        }
-    }
-
-    pub fn page(&self) -> pg_sys::Page {
-        unsafe { pg_sys::BufferGetPage(self.buffer) }
-    }
-
-    pub fn block(&self) -> pg_sys::BlockNumber {
-        unsafe { pg_sys::BufferGetBlockNumber(self.buffer) }
-    }
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        unsafe { pg_sys::UnlockReleaseBuffer(self.buffer) }
-    }
 }
 
 /// Why an index page cannot be read.
@@ -787,27 +549,7 @@ impl Corrupt {
     }
 }
 
-/// An item of a locked page: where it starts and its length (`lp_len`), within the page.
-#[derive(Clone, Copy)]
-pub struct Item {
-    ptr: *mut u8,
-    pub len: usize,
-}
-
-impl Item {
-    /// # Safety
-    /// The page must stay pinned and locked while the bytes are used.
-    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-
-    /// # Safety
-    /// As for `bytes`, on a writable page; no other reference to the item may be alive.
-    pub unsafe fn bytes_mut<'a>(&self) -> &'a mut [u8] {
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
+/// PostgreSQL's page header; pd_lower, pd_upper and pd_special are at bytes 12, 14 and 16.
 const PAGE_HEADER_SIZE: usize = 24;
 
 /// Line pointers on a page, from its header.
@@ -849,149 +591,10 @@ pub fn item_bounds(page: &[u8], offset: u16) -> Result<Option<(usize, usize)>, C
     Ok(Some((start, len)))
 }
 
-/// # Safety
-/// `page` must point at a whole page.
-unsafe fn page_bytes<'a>(page: pg_sys::Page) -> &'a [u8] {
-    unsafe { std::slice::from_raw_parts(page as *const u8, pg_sys::BLCKSZ as usize) }
-}
-
-/// The item at `offset` of `page`, None when the offset is out of range; ERROR (XX002) when its
-/// line pointer is corrupt.
-///
-/// # Safety
-/// `page` must be a valid, locked page.
-pub unsafe fn item_ptr(page: pg_sys::Page, offset: u16) -> Option<Item> {
-    match item_bounds(unsafe { page_bytes(page) }, offset) {
-        Ok(bounds) => bounds.map(|(start, len)| Item {
-            ptr: unsafe { (page as *mut u8).add(start) },
-            len,
-        }),
-        Err(corrupt) => corrupt.raise(),
-    }
-}
-
-/// Line pointers on a locked page.
-///
-/// # Safety
-/// `page` must be a valid, locked page.
-pub unsafe fn page_max_offset(page: pg_sys::Page) -> u16 {
-    max_offset(unsafe { page_bytes(page) })
-}
-
-/// Is this an initialised page of elements and neighbour items (no special space)?
-///
-/// # Safety
-/// `page` must be a valid, locked page.
-pub unsafe fn is_data_page(page: pg_sys::Page) -> bool {
-    let header = page as *const pg_sys::PageHeaderData;
-    unsafe { (*header).pd_upper != 0 && (*header).pd_special as usize == pg_sys::BLCKSZ as usize }
-}
-
-/// Free bytes for one more item on `page`.
-pub(crate) fn free_space(page: pg_sys::Page) -> usize {
-    unsafe { pg_sys::PageGetFreeSpace(page) }
-}
-
-/// Add an item; returns its offset. Callers check free space first, so a failure means the
-/// page is not what its header says: ERROR (XX002).
-///
-/// # Safety
-/// `page` must be writable (registered with GenericXLog, or a new page during build).
-pub unsafe fn add_item(page: pg_sys::Page, bytes: &[u8]) -> u16 {
-    let offset = unsafe {
-        pg_sys::PageAddItemExtended(
-            page,
-            bytes.as_ptr() as pg_sys::Item,
-            bytes.len(),
-            pg_sys::InvalidOffsetNumber,
-            0,
-        )
-    };
-    if offset == pg_sys::InvalidOffsetNumber {
-        Corrupt(format!(
-            "no room for an item of {} bytes that should fit",
-            bytes.len()
-        ))
-        .raise();
-    }
-    offset
-}
-
-/// One GenericXLog record over one buffer: `begin` gives the page to modify, `finish` logs it.
-pub struct Xlog {
-    state: *mut pg_sys::GenericXLogState,
-    page: pg_sys::Page,
-    /// The blocks registered, all locked exclusively by this backend.
-    blocks: Vec<pg_sys::BlockNumber>,
-}
-
-impl Xlog {
-    pub(crate) fn begin(index: pg_sys::Relation, locked: &Locked, full_image: bool) -> Xlog {
-        unsafe {
-            let state = pg_sys::GenericXLogStart(index);
-            let flags = if full_image {
-                pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
-            } else {
-                0
-            };
-            let page = pg_sys::GenericXLogRegisterBuffer(state, locked.buffer, flags);
-            Xlog {
-                state,
-                page,
-                blocks: vec![locked.block()],
-            }
-        }
-    }
-
-    pub fn page(&self) -> pg_sys::Page {
-        self.page
-    }
-
-    /// Add another buffer to the same record (GenericXLog takes up to four): the changes to
-    /// all of them are replayed together or not at all.
-    pub(crate) fn register(&mut self, locked: &Locked, full_image: bool) -> pg_sys::Page {
-        let flags = if full_image {
-            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
-        } else {
-            0
-        };
-        self.blocks.push(locked.block());
-        unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, locked.buffer, flags) }
-    }
-
-    /// Is `block` locked by this record already? (Locking it again would self-deadlock.)
-    pub fn holds(&self, block: pg_sys::BlockNumber) -> bool {
-        self.blocks.contains(&block)
-    }
-
-    pub fn finish(mut self) {
-        unsafe { pg_sys::GenericXLogFinish(self.state) };
-        self.state = ptr::null_mut();
-    }
-}
-
-impl Drop for Xlog {
-    fn drop(&mut self) {
-        if !self.state.is_null() {
-            unsafe { pg_sys::GenericXLogAbort(self.state) };
-        }
-    }
-}
-
-pub(crate) fn init_page(page: pg_sys::Page) {
-    unsafe { pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, 0) }
-}
-
-/// # Safety
-/// `page` must be the locked metapage.
-pub unsafe fn read_meta(page: pg_sys::Page) -> MetaPage {
-    parse_meta(unsafe { page_bytes(page) }).unwrap_or_else(|c| c.raise())
-}
-
 /// The metapage's fields, checked against what any index can hold: every reader sizes its
 /// reads by `dims` and `m`.
 pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
-    use super::options::{MAX_EF_CONSTRUCTION, MAX_M, MIN_M};
+    use crate::index::options::{MAX_EF_CONSTRUCTION, MAX_M, MIN_M};
     if page.len() < PAGE_HEADER_SIZE + std::mem::size_of::<MetaPage>() {
         return Err(Corrupt("short metapage".into()));
     }
@@ -1029,22 +632,6 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         )));
     }
     Ok(meta)
-}
-
-/// # Safety
-/// `page` must be a writable metapage.
-pub unsafe fn write_meta(page: pg_sys::Page, meta: &MetaPage) {
-    unsafe {
-        ptr::write_unaligned(pg_sys::PageGetContents(page) as *mut MetaPage, *meta);
-        let header = page as *mut pg_sys::PageHeaderData;
-        (*header).pd_lower = (pg_sys::PageGetContents(page) as usize - page as usize
-            + std::mem::size_of::<MetaPage>()) as u16;
-    }
-}
-
-pub fn read_meta_of(index: pg_sys::Relation) -> MetaPage {
-    let locked = Locked::read(index, META_BLOCK, false);
-    unsafe { read_meta(locked.page()) }
 }
 
 #[cfg(test)]
@@ -1193,6 +780,40 @@ mod tests {
     }
 
     #[test]
+    fn heap_tids_are_rewritten_in_place() {
+        let v = [1.0f32, 2.0, 3.0];
+        let first = Tid {
+            block: 3,
+            offset: 1,
+        };
+        let mut bytes = encode_element(1, first, &[first, first], &v, Storage::Float4, &[]);
+        let more: Vec<Tid> = (1..=MAX_HEAP_TIDS as u32)
+            .map(|block| Tid { block, offset: 7 })
+            .collect();
+        put_heap_tids(&mut bytes, &more).unwrap();
+        let words = aligned(&bytes);
+        let e = parse_element(as_bytes(&words, bytes.len()), float4(3))
+            .unwrap()
+            .unwrap();
+        assert_eq!((e.heap_tids, e.deleted, e.level), (more.clone(), false, 1));
+        // none left: the element reads as deleted
+        put_heap_tids(&mut bytes, &[]).unwrap();
+        let words = aligned(&bytes);
+        let e = parse_element(as_bytes(&words, bytes.len()), float4(3))
+            .unwrap()
+            .unwrap();
+        assert!(e.heap_tids.is_empty() && e.deleted);
+        // too many, or not an element: refused, nothing written
+        let mut too_many = more.clone();
+        too_many.push(first);
+        assert!(put_heap_tids(&mut bytes, &too_many).is_err());
+        let mut neighbours = encode_neighbours(4, 0);
+        let before = neighbours.clone();
+        assert!(put_heap_tids(&mut neighbours, &more).is_err());
+        assert_eq!(neighbours, before);
+    }
+
+    #[test]
     fn float2_elements() {
         // xhalfvec values are float2 already: stored and read back exactly, at half the size.
         let v: Vec<f32> = (0..13)
@@ -1221,13 +842,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn older_metapages_read_as_float4() {
-        // A format-2 metapage ends before `storage`: PageInit's zeroes read as float4.
-        let meta = MetaPage {
+    /// The metapage of an empty L2 float4 index of this format version.
+    fn empty_meta(version: u32, dims: u32) -> MetaPage {
+        MetaPage {
             magic: MAGIC,
-            version: 2,
-            dims: 3000,
+            version,
+            dims,
             m: 16,
             ef_construction: 64,
             metric: Metric::L2 as u32,
@@ -1239,7 +859,13 @@ mod tests {
             directory_tail: 0,
             storage: 0,
             keep_pruned: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn older_metapages_read_as_float4() {
+        // A format-2 metapage ends before `storage`: PageInit's zeroes read as float4.
+        let meta = empty_meta(2, 3000);
         let mut page = vec![0u8; BLOCK];
         let old_size = std::mem::offset_of!(MetaPage, storage);
         let bytes =
@@ -1265,20 +891,8 @@ mod tests {
         // In format 3 the bytes of `keep_pruned` were the struct's tail padding: whatever they
         // hold, an index of format 3 or older has sparse lists.
         let mut meta = MetaPage {
-            magic: MAGIC,
-            version: 3,
-            dims: 8,
-            m: 16,
-            ef_construction: 64,
-            metric: Metric::L2 as u32,
-            entry: Tid::INVALID,
-            entry_level: 0,
-            insert_page: 0,
-            elements: 0,
-            directory_head: 0,
-            directory_tail: 0,
-            storage: 0,
             keep_pruned: 0xdead_beef,
+            ..empty_meta(3, 8)
         };
         let mut page = vec![0u8; BLOCK];
         let mut read_back = |meta: MetaPage| {
