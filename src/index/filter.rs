@@ -193,6 +193,45 @@ pub fn expected_graph_visits(ef: usize, m: usize, elements: f64, selectivity: f6
     .min(elements)
 }
 
+/// Candidates of a sample read between two looks at the pass rate (see [`exact_beats_graph_sampled`]).
+pub const SAMPLE_CHUNK: usize = 32;
+
+/// [`exact_beats_graph`]'s choice from a random sample of the candidates, of which `passes`
+/// reads one and says whether it passes the whole filter. `beats_at` is the choice for a pass
+/// rate. The sample is read a chunk at a time and reading stops as soon as the choice is the
+/// same at both ends of the pass rate's confidence interval (Wilson, three standard errors):
+/// a broad filter far from the choice's threshold (a range that most rows pass, a category
+/// every candidate is in) settles after one chunk instead of `len` element reads, about as
+/// many pages as the graph search itself reads. Otherwise the whole sample decides.
+pub fn exact_beats_graph_sampled(
+    len: usize,
+    mut passes: impl FnMut(usize) -> bool,
+    beats_at: impl Fn(f64) -> bool,
+) -> bool {
+    let mut passed = 0;
+    for read in 1..=len {
+        passed += passes(read - 1) as usize;
+        if read % SAMPLE_CHUNK == 0 && read < len {
+            let (low, high) = pass_rate_interval(passed, read);
+            let choice = beats_at(low);
+            if choice == beats_at(high) {
+                return choice;
+            }
+        }
+    }
+    beats_at(passed as f64 / len.max(1) as f64)
+}
+
+/// Wilson's score interval at three standard errors for `passed` of `read`: where the true
+/// pass rate lies but for about 3 samples in 1,000.
+fn pass_rate_interval(passed: usize, read: usize) -> (f64, f64) {
+    const Z2: f64 = 9.0;
+    let (x, n) = (passed as f64, read as f64);
+    let centre = (x + Z2 / 2.0) / (n + Z2);
+    let half = Z2.sqrt() * (x * (n - x) / n + Z2 / 4.0).sqrt() / (n + Z2);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 unsafe fn key_of(key: &mut pg_sys::ScanKeyData) -> Key {
     let column = (key.sk_attno as usize).saturating_sub(1);
     let mut arguments = Vec::new();
@@ -229,5 +268,80 @@ unsafe fn array_elements(datum: pg_sys::Datum) -> Vec<pg_sys::Datum> {
             .filter(|&i| !*nulls.add(i))
             .map(|i| *elems.add(i))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The choice for fashion-mnist's 60,000 elements when the tags pass them all (a range
+    /// alone): exact only below a pass rate of about 1%.
+    fn choice_for_a_range(rate: f64) -> bool {
+        let elements = 60_000.0;
+        exact_beats_graph(elements, expected_graph_visits(40, 16, elements, rate))
+    }
+
+    /// Reads of a 256-element sample in which every `period`-th candidate passes, and the choice.
+    fn sampled(period: usize) -> (usize, bool) {
+        let mut reads = 0;
+        let exact = exact_beats_graph_sampled(
+            256,
+            |i| {
+                reads += 1;
+                i % period == period - 1
+            },
+            choice_for_a_range,
+        );
+        (reads, exact)
+    }
+
+    #[test]
+    fn broad_filters_settle_after_one_chunk() {
+        assert!(!choice_for_a_range(0.1) && choice_for_a_range(0.001));
+        assert_eq!(sampled(10), (SAMPLE_CHUNK, false), "10% pass: the graph");
+        assert_eq!(sampled(1), (SAMPLE_CHUNK, false), "all pass: the graph");
+        // A category every candidate is in, when the candidates are a tenth of the index
+        // (label = 3 on fashion-mnist): the exact path, also after one chunk.
+        let mut reads = 0;
+        let class = |rate: f64| {
+            exact_beats_graph(
+                6000.0,
+                expected_graph_visits(40, 16, 60_000.0, 6000.0 * rate / 60_000.0),
+            )
+        };
+        let exact = exact_beats_graph_sampled(
+            256,
+            |_| {
+                reads += 1;
+                true
+            },
+            class,
+        );
+        assert_eq!((reads, exact), (SAMPLE_CHUNK, true));
+    }
+
+    #[test]
+    fn rates_near_the_threshold_read_the_whole_sample() {
+        // 2 in 256 (0.8%) passes: the interval straddles the threshold until the end, where
+        // the point estimate picks the exact path; no pass at all does too.
+        assert_eq!(sampled(128), (256, true));
+        assert_eq!(sampled(usize::MAX), (256, true));
+        // 4 in 256 (1.6%): the graph, from the whole sample.
+        assert_eq!(sampled(64), (256, false));
+    }
+
+    #[test]
+    fn the_interval_holds_the_observed_rate() {
+        for read in [1, 32, 100, 256] {
+            for passed in 0..=read {
+                let (low, high) = pass_rate_interval(passed, read);
+                let rate = passed as f64 / read as f64;
+                assert!(
+                    0.0 <= low && low <= rate && rate <= high && high <= 1.0,
+                    "{passed}/{read}"
+                );
+            }
+        }
     }
 }

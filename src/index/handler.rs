@@ -3,9 +3,8 @@
 
 use pgrx::prelude::*;
 
-use super::filter::{exact_beats_graph, expected_graph_visits, GRAPH_VISIT_READS};
+use super::filter::{exact_beats_graph, expected_graph_visits, GRAPH_VISIT_READS, SAMPLE_CHUNK};
 use super::page::format::directory_capacity;
-use super::scan::SAMPLE;
 use super::tags::TagColumns;
 use super::{build, insert, options, scan, vacuum};
 
@@ -162,7 +161,10 @@ unsafe extern "C-unwind" fn amcostestimate(
             // Candidates are read in the directory's (physical) order, their lists never.
             (candidates, candidates * per_visit / GRAPH_VISIT_READS)
         } else {
-            (graph + SAMPLE as f64, (graph + SAMPLE as f64) * per_visit)
+            // The graph path is costed where the choice is clear: its sample settles after
+            // one chunk.
+            let visits = graph + SAMPLE_CHUNK as f64;
+            (visits, visits * per_visit)
         };
         *startup_cost = survey + read_cost;
         *pages = directory_pages + (visited / tuples * (*info).pages as f64).ceil();

@@ -7,14 +7,14 @@
 //!
 //! Under WHERE clauses on filter columns the scan picks one of two paths (`plan_filtered`),
 //! from a survey of the filter directory: how many elements the tags let through (C), and how
-//! many of a sample of them pass every clause. Exact (exact.rs): read the C candidates, check
-//! every clause, rank the matches by true distance; chosen when C is at most
-//! `xhnsw.exact_filter_limit` or when reading C costs less than the graph search is expected
-//! to (`filter::exact_beats_graph`). Graph: the filtered graph search, which switches to the
-//! exact path (skipping what it already returned) once it has visited C elements (or
-//! `xhnsw.max_scan_tuples`) and the executor still wants rows; so every matching row is
-//! returned whenever the executor asks for it, and the visited cap never cuts a filtered scan
-//! short.
+//! many of a random sample of them pass every clause (read a chunk at a time until the choice
+//! is clear). Exact (exact.rs): read the C candidates, check every clause, rank the matches by
+//! true distance; chosen when C is at most `xhnsw.exact_filter_limit` or when reading C costs
+//! less than the graph search is expected to (`filter::exact_beats_graph`). Graph: the
+//! filtered graph search, which switches to the exact path (skipping what it already
+//! returned) once it has visited C elements (or `xhnsw.max_scan_tuples`) and the executor
+//! still wants rows; so every matching row is returned whenever the executor asks for it, and
+//! the visited cap never cuts a filtered scan short.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -22,7 +22,9 @@ use std::collections::{HashSet, VecDeque};
 
 use super::directory;
 use super::exact::{Candidates, ExactPass};
-use super::filter::{child_context, exact_beats_graph, expected_graph_visits, KeyFilter};
+use super::filter::{
+    child_context, exact_beats_graph, exact_beats_graph_sampled, expected_graph_visits, KeyFilter,
+};
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{
@@ -335,8 +337,9 @@ enum FilterPlan {
     GraphOnly,
 }
 
-/// Elements of the candidates read to estimate how many pass the whole filter.
-pub const SAMPLE: usize = 256;
+/// Elements of the candidates read, at most, to estimate how many pass the whole filter
+/// (`filter::exact_beats_graph_sampled` stops early when the choice is clear).
+const SAMPLE: usize = 256;
 
 fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
     if !store.meta.has_directory(store.index) {
@@ -359,17 +362,21 @@ fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
     if survey.count <= limit {
         return FilterPlan::Exact(Candidates::Listed(survey.first));
     }
-    let passed = survey
-        .sample
-        .iter()
-        .filter(|&&id| {
-            store.with_element(id, |e| !e.deleted && filter.matches(e.extras)) == Some(true)
-        })
-        .count();
-    let matches = survey.count as f64 * passed as f64 / survey.sample.len().max(1) as f64;
-    let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
+    let candidates_read = survey.count as f64;
+    let exact = exact_beats_graph_sampled(
+        survey.sample.len(),
+        |i| {
+            store.with_element(survey.sample[i], |e| !e.deleted && filter.matches(e.extras))
+                == Some(true)
+        },
+        |pass_rate| {
+            let matches = candidates_read * pass_rate;
+            let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
+            exact_beats_graph(candidates_read, graph)
+        },
+    );
     let candidates = Candidates::Directory(tags);
-    if exact_beats_graph(survey.count as f64, graph) {
+    if exact {
         return FilterPlan::Exact(candidates);
     }
     FilterPlan::Graph {
