@@ -63,7 +63,11 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
 fi
 
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+# A version whose pg_config is gone (a removed checkout's .pg/18) breaks every pgrx build:
+# init again without it.
+stale=$(sed -n 's/^pg[0-9]* = "\(.*\)"$/\1/p' "$PGRX_HOME/config.toml" 2>/dev/null |
+    while read -r path; do [ -x "$path" ] || echo "$path"; done)
+if [ -n "$stale" ] || ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
     # init rewrites the whole config: pass the versions already there too, so none is lost.
     init_args=()
     while read -r version path; do

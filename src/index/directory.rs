@@ -195,8 +195,8 @@ impl ChainBound {
 }
 
 /// What one pass over the directory's tags found: how many elements pass `may_match`, the
-/// first `keep` of them, and an even sample of them all (reservoir sampling), from which a scan
-/// estimates how many of them pass the whole filter.
+/// first `keep` of them, and an even sample of them all (reservoir sampling, in random
+/// order), from which a scan estimates how many of them pass the whole filter.
 pub struct Survey {
     pub count: usize,
     pub first: Vec<Tid>,
@@ -218,7 +218,13 @@ pub fn survey(
         sample: Vec::new(),
     };
     // A fixed-seed generator: the same directory gives the same sample, so plans repeat.
-    let mut random = 0x9e37_79b9_7f4a_7c15u64;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
     for_each_page(index, meta.directory_head, |entries| {
         for (position, &tag) in entries.tags.iter().enumerate() {
             if !may_match(tag) {
@@ -232,10 +238,7 @@ pub fn survey(
             if survey.sample.len() < sample {
                 survey.sample.push(element);
             } else {
-                random ^= random << 13;
-                random ^= random >> 7;
-                random ^= random << 17;
-                let slot = (random % survey.count as u64) as usize;
+                let slot = (random() % survey.count as u64) as usize;
                 if slot < sample {
                     survey.sample[slot] = element;
                 }
@@ -243,6 +246,12 @@ pub fn survey(
         }
         ControlFlow::Continue(())
     });
+    // Slots that were never replaced keep the directory's order: shuffle, so that every prefix
+    // of the sample (scans read it a chunk at a time) is a random sample too.
+    for i in (1..survey.sample.len()).rev() {
+        let j = (random() % (i as u64 + 1)) as usize;
+        survey.sample.swap(i, j);
+    }
     survey
 }
 

@@ -14,7 +14,9 @@
 //! filtered graph search, which switches to the exact path (skipping what it already
 //! returned) once it has visited C elements (or `xhnsw.max_scan_tuples`) and the executor
 //! still wants rows; so every matching row is returned whenever the executor asks for it, and
-//! the visited cap never cuts a filtered scan short.
+//! the visited cap never cuts a filtered scan short. When the exact path would read most of
+//! the index (no tag narrows a range alone), the graph search is tried first within half its
+//! cost if the matches, spread evenly, would be found in that (`filter::graph_trial_visits`).
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -23,7 +25,8 @@ use std::collections::{HashSet, VecDeque};
 use super::directory;
 use super::exact::{Candidates, ExactPass};
 use super::filter::{
-    child_context, exact_beats_graph, exact_beats_graph_sampled, expected_graph_visits, KeyFilter,
+    child_context, exact_beats_graph, expected_graph_visits, graph_trial_visits, sampled_choice,
+    KeyFilter,
 };
 use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
@@ -54,8 +57,8 @@ struct Switch {
     /// Elements the exact path would read: the directory's candidates.
     candidates: Candidates,
     /// The graph search's cap on visited elements: once it is reached, the exact path takes
-    /// over (the search would only hand out the rest of what it found: in order among
-    /// themselves, but not the nearest of all the matches).
+    /// over (the search would only hand out what it found: in order among themselves, but
+    /// not the nearest of all the matches), also from a batch the cap cut short.
     at: usize,
     /// Elements returned so far, which the exact path skips.
     returned: HashSet<Tid>,
@@ -206,12 +209,7 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         }
         Mode::Graph(search, switch) => {
             state.batch.clear();
-            // Past its cap the search would only hand out the rest of what it found: switch.
-            let capped = switch
-                .as_ref()
-                .is_some_and(|switch| search.visited() >= switch.at);
-            let found = match state.filter.as_mut() {
-                _ if capped => 0,
+            let mut found = match state.filter.as_mut() {
                 None => search.next_batch(&store, |_| true, &mut state.batch),
                 Some(filter) => {
                     let filtered = FilteredStore {
@@ -222,6 +220,15 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                     search.next_batch(&filtered, |id| filtered.passes(id), &mut state.batch)
                 }
             };
+            // A batch the switch's cap cut short holds what the search had found, not the
+            // nearest matches: drop it and let the exact path answer (skipping earlier batches).
+            if switch
+                .as_ref()
+                .is_some_and(|switch| search.visited() >= switch.at)
+            {
+                state.batch.clear();
+                found = 0;
+            }
             if found == 0 {
                 if let Some(switch) = switch.take() {
                     let Switch {
@@ -337,9 +344,13 @@ enum FilterPlan {
     GraphOnly,
 }
 
-/// Elements of the candidates read, at most, to estimate how many pass the whole filter
-/// (`filter::exact_beats_graph_sampled` stops early when the choice is clear).
-const SAMPLE: usize = 256;
+/// Elements of the candidates read, at most, to choose between the exact path and the graph
+/// search (`filter::sampled_choice` stops early when the choice is clear).
+const CHOICE_SAMPLE: usize = 256;
+/// ... and to decide a graph trial (`filter::graph_trial_visits`): it pays when as few as
+/// 0.3% of the candidates pass, which 256 elements cannot tell from none, and it is weighed
+/// only on the way to an exact path that reads most of the index.
+const TRIAL_SAMPLE: usize = 1024;
 
 fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
     if !store.meta.has_directory(store.index) {
@@ -357,18 +368,19 @@ fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
         &store.meta,
         |tag| tags.may_match(tag),
         limit + 1,
-        SAMPLE,
+        TRIAL_SAMPLE,
     );
     if survey.count <= limit {
         return FilterPlan::Exact(Candidates::Listed(survey.first));
     }
     let candidates_read = survey.count as f64;
-    let exact = exact_beats_graph_sampled(
-        survey.sample.len(),
-        |i| {
-            store.with_element(survey.sample[i], |e| !e.deleted && filter.matches(e.extras))
-                == Some(true)
-        },
+    let mut passes = |i: usize| {
+        store.with_element(survey.sample[i], |e| !e.deleted && filter.matches(e.extras))
+            == Some(true)
+    };
+    let exact = sampled_choice(
+        survey.sample.len().min(CHOICE_SAMPLE),
+        &mut passes,
         |pass_rate| {
             let matches = candidates_read * pass_rate;
             let graph = expected_graph_visits(ef, store.m, elements, matches / elements.max(1.0));
@@ -376,12 +388,27 @@ fn plan_filtered(store: &PageStore, filter: &mut KeyFilter) -> FilterPlan {
         },
     );
     let candidates = Candidates::Directory(tags);
-    if exact {
+    if !exact.yes {
+        return FilterPlan::Graph {
+            candidates,
+            switch_at: survey.count,
+        };
+    }
+    let trial = |pass_rate| graph_trial_visits(ef, candidates_read, elements, pass_rate);
+    if trial(1.0).is_none() {
         return FilterPlan::Exact(candidates);
     }
-    FilterPlan::Graph {
-        candidates,
-        switch_at: survey.count,
+    // The sample's first elements are read again: buffer hits, against an exact path that
+    // reads most of the index.
+    let worth_it = sampled_choice(survey.sample.len(), &mut passes, |rate| {
+        trial(rate).is_some()
+    });
+    match trial(worth_it.pass_rate).filter(|_| worth_it.yes) {
+        Some(switch_at) => FilterPlan::Graph {
+            candidates,
+            switch_at,
+        },
+        None => FilterPlan::Exact(candidates),
     }
 }
 
