@@ -63,12 +63,16 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
 fi
 
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-# A version whose pg_config is gone (a removed checkout's .pg/18) breaks every pgrx build:
-# init again without it.
-stale=$(sed -n 's/^pg[0-9]* = "\(.*\)"$/\1/p' "$PGRX_HOME/config.toml" 2>/dev/null |
-    while read -r path; do [ -x "$path" ] || echo "$path"; done)
-if [ -n "$stale" ] || ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-    # init rewrites the whole config: pass the versions already there too, so none is lost.
+# A version whose pg_config is gone (a removed checkout's .pg/18) breaks every pgrx build, and
+# `cargo pgrx init` keeps the entries it is not given: drop such lines first.
+if [ -f "$PGRX_HOME/config.toml" ]; then
+    while read -r version path; do
+        [ -x "$path" ] || { say "dropping $version ($path is gone) from $PGRX_HOME/config.toml"
+                            sed -i "/^$version = /d" "$PGRX_HOME/config.toml"; }
+    done < <(sed -n 's/^\(pg[0-9]*\) = "\(.*\)"$/\1 \2/p' "$PGRX_HOME/config.toml")
+fi
+if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+    # Pass the versions already there too, so that none is lost.
     init_args=()
     while read -r version path; do
         [ "$version" = "pg$PG_MAJOR" ] || [ ! -x "$path" ] || init_args+=("--$version" "$path")
