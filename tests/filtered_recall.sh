@@ -81,7 +81,6 @@ MIN_RECALL=()
 EXTRA_OPTIONS="-c xhnsw.exact_filter_limit=0" run_all "in-index (graph)"
 
 # Mixed clauses at default settings (only the plan forced onto the index).
-# check_mixed NAME CONDITION QUERY_CLASS LIMIT
 check_mixed() { # name condition query-class limit [more PGOPTIONS] [minimum recall]
     local out err matching; matching=$(sql "SELECT count(*) FROM fm WHERE $2")
     err=$(mktemp)
