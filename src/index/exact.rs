@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashSet, VecDeque};
 use super::directory;
 use super::filter::KeyFilter;
 use super::graph::Scored;
-use super::page::format::Tid;
+use super::page::format::{ElementData, Tid};
 use super::store::PageStore;
 use super::tags::TagFilter;
 
@@ -64,54 +64,69 @@ impl ExactPass {
             after,
             ..
         } = self;
-        // The ROUND closest matches beyond `after`, furthest on top.
-        let mut best: BinaryHeap<Scored<Tid>> = BinaryHeap::with_capacity(ROUND + 1);
-        let mut consider = |id: Tid| {
-            if skip.contains(&id) {
+        // The ROUND closest matches beyond `after`, furthest on top, with their heap TIDs.
+        let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ROUND + 1);
+        let mut consider = |id: Tid, e: &ElementData| {
+            if e.deleted || skip.contains(&id) || !filter.matches(e.extras) {
                 return;
             }
-            let dist = store.with_element(id, |e| {
-                (!e.deleted && filter.matches(e.extras))
-                    .then(|| e.vector.distance(store.metric, query))
-            });
-            let Some(Some(dist)) = dist else { return };
-            let s = Scored { dist, id };
+            let s = Scored {
+                dist: e.vector.distance(store.metric, query),
+                id,
+            };
             if after.is_some_and(|a| s <= a)
-                || best.len() == ROUND && best.peek().is_some_and(|&worst| s >= worst)
+                || best.len() == ROUND && best.peek().is_some_and(|worst| s >= worst.0)
             {
                 return;
             }
-            best.push(s);
+            best.push(Ranked(s, e.heap_tids.clone()));
             if best.len() > ROUND {
                 best.pop();
             }
         };
         match candidates {
             Candidates::Listed(ids) => {
-                for (i, &id) in ids.iter().enumerate() {
-                    if i % 256 == 255 {
-                        pgrx::check_for_interrupts!();
-                    }
-                    consider(id);
+                for chunk in ids.chunks(256) {
+                    store.for_each_element(chunk, &mut consider);
+                    pgrx::check_for_interrupts!();
                 }
             }
             Candidates::Directory(tags) => directory::for_each_matching(
                 store.index,
                 &store.meta,
                 |tag| tags.may_match(tag),
-                |ids| ids.iter().for_each(|&id| consider(id)),
+                |ids| store.for_each_element(ids, &mut consider),
             ),
         }
         self.done = best.len() < ROUND;
         let ranked = best.into_sorted_vec();
-        self.after = ranked.last().copied().or(self.after);
-        for s in &ranked {
-            if let Some(info) = store.element_info(s.id) {
-                if !info.deleted {
-                    out.extend(info.heap_tids);
-                }
-            }
+        self.after = ranked.last().map(|r| r.0).or(self.after);
+        for Ranked(_, heap_tids) in &ranked {
+            out.extend(heap_tids);
         }
         !ranked.is_empty()
     }
 }
+
+/// A match and its heap TIDs, ordered by the match alone (read once, when it is ranked).
+struct Ranked(Scored<Tid>, Vec<Tid>);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Ranked {}

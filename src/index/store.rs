@@ -73,6 +73,26 @@ impl PageStore {
         self.element_on(&locked, id).map(|element| f(&element))
     }
 
+    /// Run `f` on each element of `ids` that exists, in turn, under a share lock; consecutive
+    /// ids on one page share one pin and lock (candidates listed in physical order mostly do).
+    pub fn for_each_element(&self, ids: &[Tid], mut f: impl FnMut(Tid, &format::ElementData)) {
+        let mut held: Option<(u32, Locked)> = None;
+        for &id in ids {
+            if !id.is_valid() {
+                continue;
+            }
+            if held.as_ref().is_none_or(|(block, _)| *block != id.block) {
+                drop(held.take()); // released before count_read may check for interrupts
+                self.count_read();
+                held = Some((id.block, Locked::read(self.index, id.block, false)));
+            }
+            let (_, locked) = held.as_ref().expect("held above");
+            if let Some(element) = self.element_on(locked, id) {
+                f(id, &element);
+            }
+        }
+    }
+
     /// The element `id` on its locked page, if there is one. ERROR when it is corrupt, its
     /// level above what `m` allows and an invalid neighbour item address included.
     fn element_on<'a>(&self, locked: &'a Locked, id: Tid) -> Option<format::ElementData<'a>> {
