@@ -10,6 +10,7 @@
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
+use super::resumable::narrowed_ef;
 use super::tags::{TagColumns, TagFilter};
 
 /// The extra columns of one row as index-tuple bytes; empty for a single-column index.
@@ -179,17 +180,15 @@ pub fn exact_beats_graph(candidates: f64, graph_visits: f64) -> bool {
 pub const GRAPH_VISIT_READS: f64 = 2.0;
 
 /// Elements a graph search visits to fill its first batch under a filter that a fraction
-/// `selectivity` of the index's `elements` pass: a multiple of `ef` (4 under a selective
-/// filter, 8 otherwise) plus a descent, divided by the selectivity; at most every element.
-/// This over-counts evenly spread matches about twofold (`pct < 10` on fashion-mnist: 1,659
-/// buffers per query, directory and sample included, against an estimate of 3,360 visits),
-/// which is the margin a real category needs: its matches lie in one region, where the search
-/// visits far more than the estimate (see [`exact_beats_graph`]). It does not follow
-/// [`narrowed_ef`](super::resumable::narrowed_ef): narrowing the first batch to a quarter of
-/// `ef` made spread matches cheaper, not categories.
+/// `selectivity` of the index's `elements` pass: about 8 times the (narrowed) result set,
+/// plus a descent, divided by the selectivity; at most every element.
 pub fn expected_graph_visits(ef: usize, m: usize, elements: f64, selectivity: f64) -> f64 {
-    let per_ef = if selectivity < 0.5 { 4.0 } else { 8.0 };
-    ((per_ef * ef as f64 + elements.max(1.0).ln() * m as f64)
+    let ef = if selectivity < 0.5 {
+        narrowed_ef(ef)
+    } else {
+        ef
+    };
+    ((8.0 * ef as f64 + elements.max(1.0).ln() * m as f64)
         / selectivity.max(1.0 / elements.max(1.0)))
     .min(elements)
 }
