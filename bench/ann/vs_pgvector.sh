@@ -3,8 +3,9 @@
 # 64, on fashion-mnist 60k (L2) or, given VECS_DIR, on base.fvecs / query.fvecs /
 # groundtruth.ivecs from there with cosine distance (bench/ann/debian_minilm.py makes such a
 # set). Three indexes, each on its own copy of the rows so that a query can only use one: xhnsw
-# with the default `keep_pruned = on` (fm), xhnsw with `keep_pruned = off` (fm_sparse, the
-# heuristic alone, as before), and pgvector's hnsw (fm_pg). Reports build time and size, then
+# with its defaults (fm: `codes = on`, searches order their frontier by one-bit codes), xhnsw
+# with `codes = off` (fm_full: every distance in full precision, as before), and pgvector's
+# hnsw (fm_pg). Reports build time and size, then
 # recall@10 (against the set's ground truth) and single-client QPS per ef_search, the QPS being
 # the median of ROUNDS rounds that alternate the three systems point by point, and finally each
 # system's QPS at equal recall, interpolated linearly between the ef points around it (the
@@ -18,7 +19,7 @@ SECS=${2:-5}
 QUERIES=${3:-1000}
 VECS=${4:-}
 EFS=(${EF_SEARCHES:-10 20 40 80 160})
-SYSTEMS=(xhnsw sparse pgvector)
+SYSTEMS=(xhnsw full pgvector)
 start_bench_cluster vs_pgvector
 if [ -z "$VECS" ]; then
     load_fashion_mnist "$QUERIES"
@@ -39,15 +40,15 @@ sql "CREATE EXTENSION vector"
 sql "CREATE TABLE fm_gt (qid int, ids int[])"
 python3 tests/vecs2tsv.py "$TRUTH" --limit "$QUERIES" |
     sed 's/\[/{/; s/\]/}/' | psql -X -q -c "\\copy fm_gt FROM STDIN"
-sql "CREATE TABLE fm_sparse AS SELECT * FROM fm"
+sql "CREATE TABLE fm_full AS SELECT * FROM fm"
 sql "CREATE TABLE fm_pg AS SELECT id, emb::text::vector($DIMS) AS emb FROM fm"
 sql "CREATE TABLE fm_q_pg AS SELECT qid, emb::text::vector($DIMS) AS emb FROM fm_q"
-sql "VACUUM ANALYZE fm_sparse"
+sql "VACUUM ANALYZE fm_full"
 sql "VACUUM ANALYZE fm_pg"
-declare -A TABLE=([xhnsw]=fm [sparse]=fm_sparse [pgvector]=fm_pg)
-declare -A QTABLE=([xhnsw]=fm_q [sparse]=fm_q [pgvector]=fm_q_pg)
+declare -A TABLE=([xhnsw]=fm [full]=fm_full [pgvector]=fm_pg)
+declare -A QTABLE=([xhnsw]=fm_q [full]=fm_q [pgvector]=fm_q_pg)
 declare -A INDEX=([xhnsw]="USING xhnsw (emb $X_OPS) WITH (m = 16, ef_construction = 64)"
-                  [sparse]="USING xhnsw (emb $X_OPS) WITH (m = 16, ef_construction = 64, keep_pruned = off)"
+                  [full]="USING xhnsw (emb $X_OPS) WITH (m = 16, ef_construction = 64, codes = off)"
                   [pgvector]="USING hnsw (emb $PG_OPS) WITH (m = 16, ef_construction = 64)")
 declare -A BUILD=() SIZE=() RECALL=() QPS=()
 for s in "${SYSTEMS[@]}"; do
@@ -82,7 +83,7 @@ echo "| index | build s | size MB |"
 echo "|---|---:|---:|"
 for s in "${SYSTEMS[@]}"; do echo "| $s | ${BUILD[$s]} | ${SIZE[$s]} |"; done
 echo
-echo "| ef_search | xhnsw recall / QPS | sparse recall / QPS | pgvector recall / QPS |"
+echo "| ef_search | xhnsw recall / QPS | codes off recall / QPS | pgvector recall / QPS |"
 echo "|---:|---|---|---|"
 for ef in "${EFS[@]}"; do
     row="| $ef"
@@ -101,10 +102,10 @@ at_recall() { # system recall
                        END { if (!found) printf "-" }'
 }
 echo
-echo "| recall@10 | xhnsw QPS | sparse QPS | pgvector QPS | xhnsw / pgvector |"
+echo "| recall@10 | xhnsw QPS | codes off QPS | pgvector QPS | xhnsw / pgvector |"
 echo "|---:|---:|---:|---:|---:|"
 for r in 0.95 0.99 0.995 0.998; do
-    x=$(at_recall xhnsw "$r"); sp=$(at_recall sparse "$r"); p=$(at_recall pgvector "$r")
+    x=$(at_recall xhnsw "$r"); sp=$(at_recall full "$r"); p=$(at_recall pgvector "$r")
     ratio=$(awk -v a="$x" -v b="$p" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.2fx", a / b }')
     echo "| $r | $x | $sp | $p | $ratio |"
 done

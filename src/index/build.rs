@@ -13,6 +13,7 @@ use pgrx::PgMemoryContexts;
 use std::collections::HashMap;
 use std::ffi::c_void;
 
+use super::code;
 use super::directory;
 use super::filter::extras_of;
 use super::graph::{BuildControl, BuildHalt, DenseVisited, GraphStore, HnswParams, MemGraph};
@@ -49,6 +50,8 @@ struct BuildState {
     /// Vector bits hash -> nodes with that hash, to share an element between equal vectors.
     by_hash: HashMap<u64, Vec<u32>>,
     memory_limit: usize,
+    /// Whether layer-0 lists carry codes (`MetaPage::codes`).
+    codes: bool,
     on_disk: bool,
     heap_tuples: f64,
     index_tuples: f64,
@@ -173,6 +176,8 @@ fn new_meta(metric: Metric, layout: Layout, options: IndexOptions) -> MetaPage {
         m: options.m as u32,
         ef_construction: options.ef_construction as u32,
         keep_pruned: options.keep_pruned as u32,
+        codes: (options.codes && code::supports(metric)) as u32,
+        centroid_block: META_BLOCK,
         metric: metric as u32,
         entry: Tid::INVALID,
         entry_level: 0,
@@ -215,6 +220,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         tag_columns: TagColumns::of(index),
         by_hash: HashMap::new(),
         memory_limit: unsafe { pg_sys::maintenance_work_mem } as usize * 1024,
+        codes: meta.codes != 0,
         on_disk: false,
         heap_tuples: 0.0,
         index_tuples: 0.0,
@@ -469,16 +475,23 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         offset += 1;
         Tid { block, offset }
     };
+    let m = state.params.m;
+    let code_bytes = state
+        .codes
+        .then(|| format::code_bytes_for(m, state.dims))
+        .flatten();
     for id in 0..n {
         element_tid.push(place(format::element_size(
             state.layout(),
             state.extras[id as usize].len(),
         )));
-        neighbour_tid.push(place(format::neighbour_size(
-            state.params.m,
+        neighbour_tid.push(place(format::neighbour_item_size(
+            m,
             graph.level(id),
+            code_bytes,
         )));
     }
+    let coded = code_bytes.map(|cb| encode_all(graph, cb));
     // Second pass: fill pages in block order.
     let mut current: Option<Locked> = None;
     let mut list = Vec::new();
@@ -506,28 +519,74 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != n_tid.block) {
             current = Some(new_page(state.index, n_tid.block));
         }
-        let mut item = format::encode_neighbours(state.params.m, level);
+        let mut item = format::encode_coded_neighbours(m, level, code_bytes);
         for layer in 0..=level {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
-            format::put_neighbours(&mut item, state.params.m, layer, &tids)
-                .expect("an item just encoded");
+            format::put_neighbours(&mut item, m, layer, &tids).expect("an item just encoded");
+            if let (0, Some((cb, codes))) = (layer, &coded) {
+                let listed: Vec<u8> = list
+                    .iter()
+                    .flat_map(|&nb| &codes.codes[nb as usize * cb..(nb as usize + 1) * cb])
+                    .copied()
+                    .collect();
+                format::put_codes(&mut item, m, *cb, &listed).expect("an item just encoded");
+            }
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
     }
     drop(current);
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
+    // The centroid gets a page of its own after the graph's, where inserts do not look.
+    let centroid_block = match &coded {
+        Some((_, codes)) => {
+            let page = new_page(state.index, last_block + 1);
+            add_at(&page, &format::encode_centroid(&codes.centroid), 1);
+            last_block + 1
+        }
+        None => META_BLOCK,
+    };
     let directory = if buffer::has_filter_columns(state.index) {
         directory::write_built(
             state.index,
-            last_block + 1,
+            last_block.max(centroid_block) + 1,
             element_tid.iter().copied().zip(state.tags.iter().copied()),
         )
     } else {
         (META_BLOCK, META_BLOCK)
     };
-    update_meta_after_build(state, graph, &element_tid, last_block, directory);
+    update_meta_after_build(
+        state,
+        graph,
+        &element_tid,
+        last_block,
+        directory,
+        centroid_block,
+    );
+}
+
+/// Every node's code, and the centroid they are taken around (the nodes' mean).
+struct Codes {
+    centroid: Vec<f32>,
+    codes: Vec<u8>,
+}
+
+fn encode_all(graph: &MemGraph<DistanceFn>, code_bytes: usize) -> (usize, Codes) {
+    let n = graph.len();
+    let centroid = code::centroid((0..n as u32).map(|id| graph.vector(id)), graph.dim());
+    let mut codes = Vec::new();
+    if codes.try_reserve_exact(n * code_bytes).is_err() {
+        out_of_memory();
+    }
+    codes.resize(n * code_bytes, 0);
+    for (id, out) in codes.chunks_exact_mut(code_bytes).enumerate() {
+        if id % 1024 == 0 {
+            pgrx::check_for_interrupts!();
+        }
+        code::encode(&centroid, graph.vector(id as u32), out);
+    }
+    (code_bytes, Codes { centroid, codes })
 }
 
 fn new_page(index: pg_sys::Relation, expected: u32) -> Locked {
@@ -557,6 +616,7 @@ fn update_meta_after_build(
     element_tid: &[Tid],
     last_block: u32,
     (directory_head, directory_tail): (u32, u32),
+    centroid_block: u32,
 ) {
     let locked = Locked::read(state.index, META_BLOCK, true);
     unsafe {
@@ -570,6 +630,7 @@ fn update_meta_after_build(
         meta.elements = element_tid.len() as u64;
         meta.directory_head = directory_head;
         meta.directory_tail = directory_tail;
+        meta.centroid_block = centroid_block;
         buffer::write_meta(locked.page(), &meta);
         pg_sys::MarkBufferDirty(locked.buffer);
     }

@@ -1,7 +1,8 @@
-//! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64, keep_pruned = on)`), the
-//! graph parameters an index's metapage implies, and GUCs (`xhnsw.ef_search`,
-//! `xhnsw.max_scan_tuples`, `xhnsw.strict_order`, `xhnsw.exact_filter_limit`), and the limits
-//! that build and insert check before writing (dimensions, an element's size).
+//! xhnsw's knobs: index options (`WITH (m = 16, ef_construction = 64, keep_pruned = on,
+//! codes = on)`), the graph parameters an index's metapage implies, and GUCs
+//! (`xhnsw.ef_search`, `xhnsw.max_scan_tuples`, `xhnsw.strict_order`,
+//! `xhnsw.exact_filter_limit`), and the limits that build and insert check before writing
+//! (dimensions, an element's size).
 
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -14,6 +15,7 @@ use crate::vector::error::VectorError;
 pub const DEFAULT_M: i32 = 16;
 pub const DEFAULT_EF_CONSTRUCTION: i32 = 64;
 pub const DEFAULT_KEEP_PRUNED: bool = true;
+pub const DEFAULT_CODES: bool = true;
 /// Limits of the `m` and `ef_construction` options (also checked in every metapage read).
 pub const MIN_M: usize = 2;
 pub const MAX_M: usize = 100;
@@ -47,6 +49,7 @@ pub struct Options {
     pub m: i32,
     pub ef_construction: i32,
     pub keep_pruned: bool,
+    pub codes: bool,
 }
 
 pub fn init() {
@@ -117,6 +120,14 @@ pub fn init() {
             DEFAULT_KEEP_PRUNED,
             pg_sys::AccessExclusiveLock as _,
         );
+        pg_sys::add_bool_reloption(
+            kind as _,
+            c"codes".as_ptr(),
+            c"Keep a one-bit code of each neighbour in layer-0 lists, so that a search reads one page per element it expands"
+                .as_ptr(),
+            DEFAULT_CODES,
+            pg_sys::AccessExclusiveLock as _,
+        );
     }
 }
 
@@ -146,6 +157,12 @@ pub unsafe extern "C-unwind" fn amoptions(
             offset: std::mem::offset_of!(Options, keep_pruned) as i32,
             ..Default::default()
         },
+        pg_sys::relopt_parse_elt {
+            optname: c"codes".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_BOOL,
+            offset: std::mem::offset_of!(Options, codes) as i32,
+            ..Default::default()
+        },
     ];
     unsafe {
         pg_sys::build_reloptions(
@@ -165,6 +182,7 @@ pub struct IndexOptions {
     pub m: usize,
     pub ef_construction: usize,
     pub keep_pruned: bool,
+    pub codes: bool,
 }
 
 /// An index's options, defaults where none were given.
@@ -176,12 +194,14 @@ pub(crate) fn index_options(index: pg_sys::Relation) -> IndexOptions {
                 m: DEFAULT_M as usize,
                 ef_construction: DEFAULT_EF_CONSTRUCTION as usize,
                 keep_pruned: DEFAULT_KEEP_PRUNED,
+                codes: DEFAULT_CODES,
             }
         } else {
             IndexOptions {
                 m: (*opts).m as usize,
                 ef_construction: (*opts).ef_construction as usize,
                 keep_pruned: (*opts).keep_pruned,
+                codes: (*opts).codes,
             }
         }
     }

@@ -22,13 +22,14 @@ use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::collections::{HashSet, VecDeque};
 
+use super::coded::coded_search;
 use super::directory;
 use super::exact::{Candidates, ExactPass};
 use super::filter::{
     child_context, exact_beats_graph, expected_graph_visits, graph_trial_visits, sampled_choice,
     KeyFilter,
 };
-use super::graph::{EntryPoint, GraphStore, HashVisited, Scored};
+use super::graph::{EntryPoint, GraphStore, HashVisited, Scored, SearchScratch};
 use super::options::{exact_filter_limit, EF_SEARCH, MAX_SCAN_TUPLES, STRICT_ORDER};
 use super::page::{
     buffer::{self, Locked},
@@ -45,6 +46,9 @@ enum Mode {
         Box<ResumableSearch<Tid, HashVisited<Tid>>>,
         Option<Box<Switch>>,
     ),
+    /// The results of the search over codes (an index with codes, no filter, no strict order),
+    /// handed out one at a time; past them, the full-precision graph search.
+    Coded(Box<CodedScan>),
     /// A filter's matches, ranked exactly.
     Exact(Box<ExactPass>),
     /// Physical order from this block on.
@@ -75,6 +79,9 @@ struct ScanState {
     mode: Option<Mode>,
     pending: VecDeque<Tid>,
     batch: Vec<Scored<Tid>>,
+    /// Elements the search over codes returned, which the full-precision search after it
+    /// skips.
+    skip: HashSet<Tid>,
 }
 
 #[pg_guard]
@@ -101,6 +108,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             mode: None,
             pending: VecDeque::new(),
             batch: Vec::new(),
+            skip: HashSet::new(),
         };
         // Dropped with the executor's memory context, also when the query fails.
         (*scan).opaque = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state)
@@ -150,6 +158,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         state.query = query;
         state.mode = None;
         state.pending.clear();
+        state.skip.clear();
     }
 }
 
@@ -182,10 +191,61 @@ pub unsafe extern "C-unwind" fn amgettuple(
 pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 
 /// Queue the heap TIDs of the next batch; false when the scan is over.
+/// An index with codes keeps this many times `xhnsw.ef_search` results: estimates order the
+/// frontier less well than exact distances, and twice the result set gives the recall of
+/// the full-precision search at the same setting, still reading fewer pages (bench/README.md).
+const CODED_EF_FACTOR: usize = 2;
+
+/// The results of the search over codes, with a store of their own (so that handing them out
+/// one at a time reads no metapage).
+struct CodedScan {
+    store: PageStore,
+    results: Vec<Scored<Tid>>,
+    next: usize,
+}
+
+impl CodedScan {
+    /// Queues the heap TIDs of the next result; false when all were handed out. One at a
+    /// time: a LIMIT 10 reads 10 of the results' elements, not all of them.
+    fn refill(&mut self, pending: &mut VecDeque<Tid>) -> bool {
+        let Some(s) = self.results.get(self.next) else {
+            return false;
+        };
+        self.next += 1;
+        if let Some(info) = self.store.element_info(s.id) {
+            if !info.deleted {
+                pending.extend(info.heap_tids);
+            }
+        }
+        true
+    }
+}
+
 fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
+    if let Some(Mode::Coded(coded)) = state.mode.as_mut() {
+        if coded.refill(&mut state.pending) {
+            return true;
+        }
+        // The executor wants more rows (a WHERE clause removed some): the full-precision
+        // search goes on from scratch, skipping what was returned, in its better order.
+        state.skip = coded.results.iter().map(|s| s.id).collect();
+        LAST_PATH.set("graph (codes), then graph");
+        let query = state
+            .query
+            .as_deref()
+            .and_then(|q| coded.store.metric.prepare(q));
+        state.mode = Some(graph_search(
+            &query.expect("a coded search has a query"),
+            MAX_SCAN_TUPLES.get() as usize,
+            None,
+        ));
+    }
     let store = PageStore::open(index);
     if state.mode.is_none() {
         state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut()));
+        if matches!(state.mode, Some(Mode::Coded(_))) {
+            return refill(index, state);
+        }
     }
     match state.mode.as_mut().expect("mode set above") {
         Mode::Done => false,
@@ -207,10 +267,14 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
             state.mode = Some(Mode::Done);
             false
         }
+        Mode::Coded(_) => unreachable!("served above"),
         Mode::Graph(search, switch) => {
             state.batch.clear();
             let mut found = match state.filter.as_mut() {
-                None => search.next_batch(&store, |_| true, &mut state.batch),
+                None => {
+                    let skip = &state.skip;
+                    search.next_batch(&store, |id| !skip.contains(&id), &mut state.batch)
+                }
                 Some(filter) => {
                     let filtered = FilteredStore {
                         store: &store,
@@ -289,6 +353,18 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         return Mode::Sequential(1);
     };
     let mut max_visited = MAX_SCAN_TUPLES.get() as usize;
+    if filter.is_none() && store.meta.code_bytes().is_some() && !STRICT_ORDER.get() {
+        LAST_PATH.set("graph (codes)");
+        let mut scratch = SearchScratch::new();
+        let table = store.query_table(&prepared);
+        let ef = EF_SEARCH.get() as usize * CODED_EF_FACTOR;
+        let (results, _) = coded_search(store, &mut scratch, &prepared, &table, ef, max_visited);
+        return Mode::Coded(Box::new(CodedScan {
+            store: PageStore::open(store.index),
+            results,
+            next: 0,
+        }));
+    }
     let mut switch = None;
     match filter.map(|filter| plan_filtered(store, filter)) {
         Some(FilterPlan::Exact(candidates)) => {
@@ -317,19 +393,18 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         Some(FilterPlan::GraphOnly) | None => {}
     }
     LAST_PATH.set("graph");
+    graph_search(&prepared, max_visited, switch)
+}
+
+/// The full-precision graph search (resumable.rs).
+fn graph_search(prepared: &[f32], max_visited: usize, switch: Option<Box<Switch>>) -> Mode {
     let options = ResumableOptions {
         max_visited,
         strict: STRICT_ORDER.get(),
         ..ResumableOptions::new(EF_SEARCH.get() as usize)
     };
-    Mode::Graph(
-        Box::new(ResumableSearch::new(
-            &prepared,
-            options,
-            HashVisited::default(),
-        )),
-        switch,
-    )
+    let search = ResumableSearch::new(prepared, options, HashVisited::default());
+    Mode::Graph(Box::new(search), switch)
 }
 
 /// The path of a filtered scan (see the module comment).

@@ -5,9 +5,12 @@
 //! long walks check for interrupts.
 
 use pgrx::pg_sys;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
+use std::collections::HashMap;
 
-use super::graph::{EntryPoint, GraphStore, GraphStoreMut};
+use super::code::{self, QueryTable};
+use super::coded::CodedStore;
+use super::graph::{EntryPoint, GraphStore, GraphStoreMut, Scored};
 use super::page::{
     buffer::{self, Locked, Xlog},
     format::{self, Layout, MetaPage, Tid, META_BLOCK},
@@ -24,6 +27,8 @@ pub struct PageStore {
     pub replace_entry: bool,
     /// Element reads since the last interrupt check.
     reads: Cell<u32>,
+    /// The codes' centroid, read when first needed.
+    centroid: OnceCell<Vec<f32>>,
 }
 
 /// Element reads between two interrupt checks.
@@ -48,7 +53,60 @@ impl PageStore {
             m: meta.m as usize,
             replace_entry: false,
             reads: Cell::new(0),
+            centroid: OnceCell::new(),
         }
+    }
+
+    /// The centroid this index's codes are taken around (zeros for an index built empty).
+    pub fn centroid(&self) -> &[f32] {
+        self.centroid.get_or_init(|| {
+            let dims = self.layout.dims;
+            if self.meta.centroid_block == META_BLOCK {
+                return vec![0.0; dims];
+            }
+            let locked = Locked::read(self.index, self.meta.centroid_block, false);
+            unsafe {
+                let item = buffer::item_ptr(locked.page(), 1).unwrap_or_else(|| {
+                    format::Corrupt("no centroid item on the centroid page".into()).raise()
+                });
+                format::parse_centroid(item.bytes(), dims).unwrap_or_else(|c| c.raise())
+            }
+        })
+    }
+
+    /// A query prepared for the codes of this index.
+    pub fn query_table(&self, query: &[f32]) -> QueryTable {
+        QueryTable::new(self.metric, self.centroid(), query)
+    }
+
+    /// The codes of `list`, in order, for a layer-0 list of the neighbour item at
+    /// `neighbour_tid`: copied from the item where it holds them already, encoded from the
+    /// element otherwise. Reads pages one at a time and holds no lock on return.
+    fn codes_of(&self, neighbour_tid: Tid, list: &[Tid], code_bytes: usize) -> Vec<u8> {
+        let mut known: HashMap<Tid, Vec<u8>> = HashMap::new();
+        {
+            let locked = Locked::read(self.index, neighbour_tid.block, false);
+            unsafe {
+                if let Some(item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) {
+                    format::for_each_coded_neighbour(item.bytes(), self.m, code_bytes, |t, c| {
+                        known.insert(t, c.to_vec());
+                    })
+                    .unwrap_or_else(|c| c.raise());
+                }
+            }
+        }
+        let mut codes = vec![0u8; list.len() * code_bytes];
+        for (&id, out) in list.iter().zip(codes.chunks_exact_mut(code_bytes)) {
+            match known.get(&id) {
+                Some(code) => out.copy_from_slice(code),
+                None => {
+                    if let Some(vector) = self.with_element(id, |e| e.vector.to_vec()) {
+                        code::encode(self.centroid(), &vector, out);
+                    }
+                }
+            }
+        }
+        codes
     }
 
     /// Count one element read; every READS_PER_INTERRUPT_CHECK, honour cancel and timeouts
@@ -148,6 +206,8 @@ impl PageStore {
         list: &[Tid],
         expect: Option<&[Tid]>,
     ) -> bool {
+        let code_bytes = self.meta.code_bytes().filter(|_| level == 0);
+        let codes = code_bytes.map(|cb| self.codes_of(neighbour_tid, list, cb));
         let locked = Locked::read(self.index, neighbour_tid.block, true);
         unsafe {
             let Some(current_item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) else {
@@ -163,6 +223,10 @@ impl PageStore {
             let xlog = Xlog::begin(self.index, &locked, false);
             if let Some(item) = buffer::item_ptr(xlog.page(), neighbour_tid.offset) {
                 buffer::write_neighbours(item, self.m, level, list);
+                if let (Some(cb), Some(codes)) = (code_bytes, &codes) {
+                    format::put_codes(item.bytes_mut(), self.m, cb, codes)
+                        .unwrap_or_else(|c| c.raise());
+                }
             }
             xlog.finish();
         }
@@ -247,5 +311,49 @@ impl GraphStoreMut for PageStore {
         if f(self, &mut list) {
             self.write_list(neighbour_tid, level, &list, Some(&before));
         }
+    }
+}
+
+impl CodedStore for PageStore {
+    fn expand(
+        &self,
+        id: Tid,
+        query: &[f32],
+        table: &QueryTable,
+        mut fresh: impl FnMut(Tid) -> bool,
+        out: &mut Vec<Scored<Tid>>,
+    ) -> Option<f32> {
+        out.clear();
+        let code_bytes = self.meta.code_bytes()?;
+        if !id.is_valid() {
+            return None;
+        }
+        self.count_read();
+        let mut locked = Locked::read(self.index, id.block, false);
+        let (dist, neighbour_tid) = {
+            let element = self.element_on(&locked, id)?;
+            (
+                element.vector.distance(self.metric, query),
+                element.neighbour_tid,
+            )
+        };
+        if neighbour_tid.block != id.block {
+            drop(locked);
+            locked = Locked::read(self.index, neighbour_tid.block, false);
+        }
+        unsafe {
+            if let Some(item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) {
+                format::for_each_coded_neighbour(item.bytes(), self.m, code_bytes, |t, code| {
+                    if fresh(t) {
+                        out.push(Scored {
+                            dist: table.estimate(code),
+                            id: t,
+                        })
+                    }
+                })
+                .unwrap_or_else(|c| c.raise());
+            }
+        }
+        Some(dist)
     }
 }

@@ -10,11 +10,14 @@
 //!   float2 in an index on xhalfvec: `Storage`, in the metapage since format 3), and for a
 //!   multi-column index the other columns' values as an index tuple (filters check them during
 //!   the graph search, before any heap access);
-//! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers.
+//! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers;
+//!   in an index with codes (format 5, `MetaPage::codes`), then one code (index/code.rs) per
+//!   layer-0 slot, of the neighbour in that slot.
 //! Both have a fixed size for their level, so changes overwrite them in place. The builder
 //! and inserts put an element and its neighbour item on the same page when they fit.
 //! Filter directory pages (directory.rs) hold one item each and the next page's number in
-//! their special space.
+//! their special space. An index with codes built on rows has one more page, after the
+//! graph's, whose only item is the centroid its codes are taken around.
 
 use crate::vector::metric::Metric;
 use pgrx::pg_sys;
@@ -24,8 +27,8 @@ pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
 /// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
 /// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec);
-/// 4: `MetaPage::keep_pruned`.
-pub const VERSION: u32 = 4;
+/// 4: `MetaPage::keep_pruned`; 5: `MetaPage::codes` (neighbours' codes in layer-0 lists).
+pub const VERSION: u32 = 5;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
@@ -33,6 +36,9 @@ pub const MAX_HEAP_TIDS: usize = 8;
 pub(super) const ELEMENT_KIND: u8 = 1;
 const NEIGHBOUR_KIND: u8 = 2;
 pub(super) const DIRECTORY_KIND: u8 = 3;
+/// The centroid the codes are taken around: float4 values after an 8-byte header.
+const CENTROID_KIND: u8 = 4;
+const CENTROID_HEADER: usize = 8;
 const FLAG_DELETED: u8 = 1;
 
 /// Where an element item's header fields lie (bytes 12..16 are unused).
@@ -129,9 +135,23 @@ pub struct MetaPage {
     /// 1: neighbour lists are filled with pruned candidates (`HnswParams::keep_pruned`). 0 in
     /// older formats (`parse_meta` clears it there: these bytes were struct padding in format 3).
     pub keep_pruned: u32,
+    /// 1: layer-0 lists carry each neighbour's one-bit code (index/code.rs) after their
+    /// ItemPointers, when [`code_bytes_for`] allows for this `m` and `dims`. 0 before format 5.
+    pub codes: u32,
+    /// The page holding the codes' centroid as its only item; META_BLOCK when there is none
+    /// (an index built empty): codes are then taken around zero.
+    pub centroid_block: u32,
 }
 
 impl MetaPage {
+    /// The size of a code in this index's layer-0 lists; None when they carry none.
+    pub fn code_bytes(&self) -> Option<usize> {
+        if self.codes == 0 {
+            return None;
+        }
+        code_bytes_for(self.m as usize, self.dims as usize)
+    }
+
     /// The shape of this index's element items (`parse_meta` checked `storage`).
     pub fn layout(&self) -> Layout {
         Layout {
@@ -203,6 +223,25 @@ fn element_vector_offset() -> usize {
 
 pub fn neighbour_size(m: usize, level: usize) -> usize {
     maxalign(4 + (level + 1) * 2 + slot_count(m, level) * TID_SIZE)
+}
+
+/// Bytes a neighbour item with codes adds after its ItemPointers: one code per layer-0 slot.
+fn codes_size(m: usize, code_bytes: usize) -> usize {
+    maxalign(2 * m * code_bytes)
+}
+
+/// The size of a code for `dims` dimensions, when the codes of a full layer-0 list fit in a
+/// neighbour item of the highest level beside an element's line pointer; None otherwise (or
+/// before the dimension is known, or below `code::MIN_DIMS`).
+pub fn code_bytes_for(m: usize, dims: usize) -> Option<usize> {
+    let code_bytes = crate::index::code::code_bytes(dims);
+    let size = neighbour_size(m, max_level_for(m)) + codes_size(m, code_bytes);
+    (dims >= crate::index::code::MIN_DIMS && size <= page_usable_space() - 64).then_some(code_bytes)
+}
+
+/// Bytes of a neighbour item of `level`, with codes of `code_bytes` each or none.
+pub fn neighbour_item_size(m: usize, level: usize, code_bytes: Option<usize>) -> usize {
+    neighbour_size(m, level) + code_bytes.map_or(0, |c| codes_size(m, c))
 }
 
 fn slot_count(m: usize, level: usize) -> usize {
@@ -423,7 +462,12 @@ fn read_u16(bytes: &[u8], at: usize) -> u16 {
 }
 
 pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
-    let mut out = vec![0u8; neighbour_size(m, level)];
+    encode_coded_neighbours(m, level, None)
+}
+
+/// An empty neighbour item with room for layer-0 codes of `code_bytes` each (or none).
+pub fn encode_coded_neighbours(m: usize, level: usize, code_bytes: Option<usize>) -> Vec<u8> {
+    let mut out = vec![0u8; neighbour_item_size(m, level, code_bytes)];
     out[0] = NEIGHBOUR_KIND;
     out[neighbours_at::LEVEL] = level as u8;
     out
@@ -450,13 +494,13 @@ fn layer_count_at(layer: usize) -> usize {
 }
 
 /// The level of a neighbour item written for this `m`; None when the item is another kind.
-/// Its level byte and its length must agree with `m`.
+/// Its level byte and its length must agree with `m` (codes may follow the ItemPointers).
 fn neighbour_level(bytes: &[u8], m: usize) -> Result<Option<usize>, Corrupt> {
     if bytes.first() != Some(&NEIGHBOUR_KIND) {
         return Ok(None);
     }
     let level = *bytes.get(neighbours_at::LEVEL).unwrap_or(&u8::MAX) as usize;
-    if level > max_level_for(m) || bytes.len() != neighbour_size(m, level) {
+    if level > max_level_for(m) || bytes.len() < neighbour_size(m, level) {
         return Err(Corrupt(format!(
             "neighbour item of {} bytes with level {level} for m = {m}",
             bytes.len()
@@ -511,6 +555,78 @@ pub fn put_neighbours(
         t.write(&mut bytes[base + i * TID_SIZE..]);
     }
     Ok(())
+}
+
+/// Hands each layer-0 neighbour of a neighbour item with codes of `code_bytes` to `f`, with
+/// its code. Nothing for another kind of item; Corrupt when the item has no room for codes.
+pub fn for_each_coded_neighbour(
+    bytes: &[u8],
+    m: usize,
+    code_bytes: usize,
+    mut f: impl FnMut(Tid, &[u8]),
+) -> Result<(), Corrupt> {
+    let Some(level) = neighbour_level(bytes, m)? else {
+        return Ok(());
+    };
+    let codes = coded_region(bytes.len(), m, level, code_bytes)?;
+    let count = (read_u16(bytes, layer_count_at(0)) as usize).min(2 * m);
+    let base = slots_offset(level);
+    for i in 0..count {
+        let tid = Tid::read(&bytes[base + i * TID_SIZE..]);
+        f(tid, &bytes[codes + i * code_bytes..][..code_bytes]);
+    }
+    Ok(())
+}
+
+/// Overwrites the layer-0 codes of a neighbour item: `codes` holds one code of `code_bytes`
+/// per list entry, in list order (at most 2m).
+pub fn put_codes(
+    bytes: &mut [u8],
+    m: usize,
+    code_bytes: usize,
+    codes: &[u8],
+) -> Result<(), Corrupt> {
+    let Some(level) = neighbour_level(bytes, m)? else {
+        return Ok(());
+    };
+    let at = coded_region(bytes.len(), m, level, code_bytes)?;
+    let n = codes.len().min(2 * m * code_bytes);
+    bytes[at..at + n].copy_from_slice(&codes[..n]);
+    Ok(())
+}
+
+/// Where the codes of a neighbour item of `len` bytes begin.
+fn coded_region(len: usize, m: usize, level: usize, code_bytes: usize) -> Result<usize, Corrupt> {
+    if len != neighbour_item_size(m, level, Some(code_bytes)) {
+        return Err(Corrupt(format!(
+            "neighbour item of {len} bytes with level {level} has no room for codes of {code_bytes} bytes"
+        )));
+    }
+    Ok(neighbour_size(m, level))
+}
+
+/// A centroid item for `centroid`.
+pub fn encode_centroid(centroid: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; maxalign(CENTROID_HEADER + centroid.len() * 4)];
+    out[0] = CENTROID_KIND;
+    for (chunk, x) in out[CENTROID_HEADER..].chunks_exact_mut(4).zip(centroid) {
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// The `dims` values of a centroid item.
+pub fn parse_centroid(bytes: &[u8], dims: usize) -> Result<Vec<f32>, Corrupt> {
+    if bytes.first() != Some(&CENTROID_KIND) || bytes.len() < CENTROID_HEADER + dims * 4 {
+        return Err(Corrupt(format!(
+            "centroid item of {} bytes for {dims} dimensions",
+            bytes.len()
+        )));
+    }
+    Ok(bytes[CENTROID_HEADER..CENTROID_HEADER + dims * 4]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,6 +729,10 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
     if meta.version < 4 {
         meta.keep_pruned = 0;
     }
+    if meta.version < 5 {
+        meta.codes = 0;
+        meta.centroid_block = META_BLOCK;
+    }
     let (dims, m, efc) = (
         meta.dims as usize,
         meta.m as usize,
@@ -625,6 +745,7 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         || Metric::from_u32(meta.metric).is_none()
         || meta.entry_level as usize > max_level_for(m)
         || meta.keep_pruned > 1
+        || meta.codes > 1
     {
         return Err(Corrupt(format!(
             "metapage with dims {dims}, storage {}, m {m}, ef_construction {efc}, metric {}, entry level {}",
@@ -859,6 +980,8 @@ mod tests {
             directory_tail: 0,
             storage: 0,
             keep_pruned: 0,
+            codes: 0,
+            centroid_block: 0,
         }
     }
 
@@ -884,6 +1007,79 @@ mod tests {
                 storage: Storage::Float4
             }
         );
+    }
+
+    #[test]
+    fn codes_are_read_from_format_5_only() {
+        let mut meta = MetaPage {
+            codes: 1,
+            centroid_block: 7,
+            ..empty_meta(4, 784)
+        };
+        let mut page = vec![0u8; BLOCK];
+        let mut read_back = |meta: MetaPage| {
+            unsafe {
+                ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta)
+            };
+            parse_meta(&page).unwrap()
+        };
+        let old = read_back(meta);
+        assert_eq!(
+            (old.codes, old.centroid_block, old.code_bytes()),
+            (0, META_BLOCK, None)
+        );
+        meta.version = 5;
+        let new = read_back(meta);
+        assert_eq!(
+            (new.centroid_block, new.code_bytes()),
+            (7, Some(1024 / 8 + 12))
+        );
+        meta.dims = 2000;
+        assert_eq!(
+            read_back(meta).code_bytes(),
+            None,
+            "a full list of codes must fit"
+        );
+    }
+
+    #[test]
+    fn coded_neighbour_items_round_trip() {
+        let (m, cb) = (16, code_bytes_for(16, 784).unwrap());
+        for level in [0, 3] {
+            let mut item = encode_coded_neighbours(m, level, Some(cb));
+            let list: Vec<Tid> = (1..=20)
+                .map(|i| Tid {
+                    block: i,
+                    offset: 2,
+                })
+                .collect();
+            put_neighbours(&mut item, m, 0, &list).unwrap();
+            let codes: Vec<u8> = (0..list.len() * cb).map(|i| (i % 251) as u8).collect();
+            put_codes(&mut item, m, cb, &codes).unwrap();
+            let mut seen = Vec::new();
+            for_each_coded_neighbour(&item, m, cb, |t, code| seen.push((t, code.to_vec())))
+                .unwrap();
+            assert_eq!(seen.len(), list.len());
+            for (i, (t, code)) in seen.iter().enumerate() {
+                assert_eq!(*t, list[i]);
+                assert_eq!(code[..], codes[i * cb..(i + 1) * cb]);
+            }
+            let mut out = Vec::new();
+            parse_neighbours(&item, m, 0, &mut out).unwrap();
+            assert_eq!(out, list, "ItemPointers read as without codes");
+            let plain = encode_neighbours(m, level);
+            assert!(for_each_coded_neighbour(&plain, m, cb, |_, _| {}).is_err());
+            assert!(put_codes(&mut item[..plain.len()].to_vec(), m, cb, &codes).is_err());
+        }
+    }
+
+    #[test]
+    fn centroid_items_round_trip() {
+        let centroid: Vec<f32> = (0..784).map(|i| i as f32 * 0.5).collect();
+        let item = encode_centroid(&centroid);
+        assert_eq!(parse_centroid(&item, 784).unwrap(), centroid);
+        assert!(parse_centroid(&item, 785).is_err());
+        assert!(parse_centroid(&encode_neighbours(16, 0), 4).is_err());
     }
 
     #[test]
@@ -1045,7 +1241,7 @@ mod tests {
             let meta = MetaPage {
                 magic: MAGIC, version: VERSION, dims, m, ef_construction: efc, metric, entry: Tid::INVALID,
                 entry_level: level, insert_page: 0, elements: 0, directory_head: 0, directory_tail: 0,
-                storage, keep_pruned,
+                storage, keep_pruned, codes: 0, centroid_block: 0,
             };
             let mut page = vec![0u8; BLOCK];
             unsafe { ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta) };
