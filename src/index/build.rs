@@ -371,8 +371,9 @@ fn join_duplicate(state: &mut BuildState, heap_tid: Tid, vector: &[f32], extras:
     false
 }
 
-/// Bytes the in-memory build holds: vectors, neighbour lists, TIDs, the hash table, and the
-/// visited sets of the build's threads and of its reachability pass.
+/// Bytes the in-memory build holds: vectors, neighbour lists, TIDs, the hash table, the
+/// visited sets of the build's threads and of its reachability pass, and the codes written
+/// with the lists.
 fn graph_memory(state: &BuildState) -> usize {
     let nodes = state.heap_tids.len();
     let extras: usize = state.extras.iter().map(|e| e.len() + 24).sum();
@@ -380,7 +381,17 @@ fn graph_memory(state: &BuildState) -> usize {
     // machine's cores.
     let sets = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 2;
     let visited = sets * DenseVisited::bytes_for(nodes);
-    nodes * (state.dims * 4 + MemGraph::<DistanceFn>::list_bytes_per_node(state.params.m) + 64 + 48)
+    let codes = if state.codes {
+        code::code_bytes(state.dims)
+    } else {
+        0
+    };
+    nodes
+        * (state.dims * 4
+            + codes
+            + MemGraph::<DistanceFn>::list_bytes_per_node(state.params.m)
+            + 64
+            + 48)
         + extras
         + visited
 }
