@@ -382,7 +382,7 @@ fn graph_memory(state: &BuildState) -> usize {
     let sets = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 2;
     let visited = sets * DenseVisited::bytes_for(nodes);
     let codes = if state.codes {
-        code::code_bytes(state.dims)
+        format::code_bytes_for(state.params.m, state.dims).unwrap_or(0)
     } else {
         0
     };

@@ -12,15 +12,21 @@
 //! would give.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use super::code::QueryTable;
 use super::graph::{beyond_results, offer, GraphStore, Scored, SearchScratch, VisitedSet};
 
 /// A graph whose layer-0 lists carry their neighbours' codes.
 pub trait CodedStore: GraphStore {
-    /// Reads node `id`: returns its exact distance to `query` and replaces `out` with those
-    /// of its layer-0 neighbours that `fresh` accepts (called once on each), each with the
-    /// distance `table` estimates from its code. `None` when the node cannot be read.
+    /// What expanding a node reads besides distances that a caller may want for the nodes it
+    /// returns (a page store: the heap TIDs), so that they need not be read again.
+    type Read;
+
+    /// Reads node `id`: returns its exact distance to `query` and what else was read, and
+    /// replaces `out` with those of its layer-0 neighbours that `fresh` accepts (called once
+    /// on each), each with the distance `table` estimates from its code. `None` when the node
+    /// cannot be read.
     fn expand(
         &self,
         id: Self::Id,
@@ -28,11 +34,12 @@ pub trait CodedStore: GraphStore {
         table: &QueryTable,
         fresh: impl FnMut(Self::Id) -> bool,
         out: &mut Vec<Scored<Self::Id>>,
-    ) -> Option<f32>;
+    ) -> Option<(f32, Self::Read)>;
 }
 
 /// The `ef` nodes nearest to `query` that a search over codes finds, closest first, with
-/// exact distances; it expands at most `max_expanded` nodes. Returns the nodes it expanded too.
+/// exact distances and what their expansion read; it expands at most `max_expanded` nodes.
+/// Returns the nodes it expanded too.
 pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
     store: &S,
     scratch: &mut SearchScratch<S::Id, V>,
@@ -40,7 +47,7 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
     table: &QueryTable,
     ef: usize,
     max_expanded: usize,
-) -> (Vec<Scored<S::Id>>, usize) {
+) -> (Vec<(Scored<S::Id>, S::Read)>, usize) {
     let ef = ef.max(1);
     if !scratch.start_at_layer0(store, query) {
         return (Vec::new(), 0);
@@ -57,6 +64,7 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
     results.clear();
     candidates.extend(seen.drain(..).map(Reverse));
     let mut found = Vec::new();
+    let mut reads = HashMap::new();
     let mut expanded = 0;
     while let Some(&Reverse(c)) = candidates.peek() {
         if expanded >= max_expanded || beyond_results(results, ef, c) {
@@ -65,13 +73,21 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
         candidates.pop();
         expanded += 1;
         let fresh = |id| visited.insert(id);
-        let Some(dist) = store.expand(c.id, query, table, fresh, &mut found) else {
+        let Some((dist, read)) = store.expand(c.id, query, table, fresh, &mut found) else {
             continue;
         };
-        offer(results, Scored { dist, id: c.id }, ef);
+        reads.insert(c.id, read);
+        if let Some(out) = offer(results, Scored { dist, id: c.id }, ef) {
+            reads.remove(&out.id); // never a result: drop what it read
+        }
         candidates.extend(found.drain(..).map(Reverse));
     }
-    (scratch.sorted_results().to_vec(), expanded)
+    let results = scratch
+        .sorted_results()
+        .iter()
+        .filter_map(|s| Some((*s, reads.remove(&s.id)?)))
+        .collect();
+    (results, expanded)
 }
 
 #[cfg(test)]
@@ -133,6 +149,8 @@ mod tests {
     }
 
     impl CodedStore for CodedMem<'_> {
+        type Read = ();
+
         fn expand(
             &self,
             id: u32,
@@ -140,7 +158,7 @@ mod tests {
             table: &QueryTable,
             mut fresh: impl FnMut(u32) -> bool,
             out: &mut Vec<Scored<u32>>,
-        ) -> Option<f32> {
+        ) -> Option<(f32, ())> {
             let mut list = Vec::new();
             self.graph.neighbours(id, 0, &mut list);
             out.clear();
@@ -151,7 +169,7 @@ mod tests {
                     id: n,
                 }
             }));
-            Some(self.graph.distance(query, id))
+            Some((self.graph.distance(query, id), ()))
         }
     }
 
@@ -209,10 +227,13 @@ mod tests {
             let table = coded.table(&query);
             let (out, count) = coded_search(&coded, &mut scratch, &query, &table, ef, usize::MAX);
             expanded += count;
-            for s in &out {
+            for (s, _) in &out {
                 assert_eq!(s.dist, graph.distance(&query, s.id), "exact distances");
             }
-            coded_hits += out[..k].iter().filter(|s| truth.contains(&s.id)).count();
+            coded_hits += out[..k]
+                .iter()
+                .filter(|(s, _)| truth.contains(&s.id))
+                .count();
             let mut scratch = SearchScratch::new();
             let exact = knn_search(&graph, &mut scratch, &query, k, ef);
             exact_hits += exact.iter().filter(|s| truth.contains(&s.id)).count();
@@ -239,7 +260,7 @@ mod tests {
         assert!(!out.is_empty() && out.len() <= 5);
         let (out, _) = coded_search(&coded, &mut scratch, &query, &table, 40, usize::MAX);
         assert_eq!(out.len(), 40);
-        assert_eq!(out[0].id, 3, "the query's own vector first");
-        assert!(out.windows(2).all(|w| w[0] <= w[1]), "closest first");
+        assert_eq!(out[0].0.id, 3, "the query's own vector first");
+        assert!(out.windows(2).all(|w| w[0].0 <= w[1].0), "closest first");
     }
 }

@@ -196,26 +196,22 @@ pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 /// the full-precision search at the same setting, still reading fewer pages (bench/README.md).
 const CODED_EF_FACTOR: usize = 2;
 
-/// The results of the search over codes, with a store of their own (so that handing them out
-/// one at a time reads no metapage).
+/// The results of the search over codes with their heap TIDs (read while the search expanded
+/// them), handed out in order.
 struct CodedScan {
-    store: PageStore,
-    results: Vec<Scored<Tid>>,
+    results: Vec<(Scored<Tid>, (bool, Vec<Tid>))>,
     next: usize,
 }
 
 impl CodedScan {
-    /// Queues the heap TIDs of the next result; false when all were handed out. One at a
-    /// time: a LIMIT 10 reads 10 of the results' elements, not all of them.
+    /// Queues the heap TIDs of the next result; false when all were handed out.
     fn refill(&mut self, pending: &mut VecDeque<Tid>) -> bool {
-        let Some(s) = self.results.get(self.next) else {
+        let Some((_, (deleted, heap_tids))) = self.results.get(self.next) else {
             return false;
         };
         self.next += 1;
-        if let Some(info) = self.store.element_info(s.id) {
-            if !info.deleted {
-                pending.extend(info.heap_tids);
-            }
+        if !deleted {
+            pending.extend(heap_tids);
         }
         true
     }
@@ -228,19 +224,23 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         }
         // The executor wants more rows (a WHERE clause removed some): the full-precision
         // search goes on from scratch, skipping what was returned, in its better order.
-        state.skip = coded.results.iter().map(|s| s.id).collect();
+        if coded.results.is_empty() {
+            state.mode = Some(Mode::Done); // an empty graph
+            return false;
+        }
+        state.skip = coded.results.iter().map(|(s, _)| s.id).collect();
+        state.mode = None;
+    }
+    let store = PageStore::open(index);
+    if !state.skip.is_empty() && state.mode.is_none() {
         LAST_PATH.set("graph (codes), then graph");
-        let query = state
-            .query
-            .as_deref()
-            .and_then(|q| coded.store.metric.prepare(q));
+        let query = state.query.as_deref().and_then(|q| store.metric.prepare(q));
         state.mode = Some(graph_search(
             &query.expect("a coded search has a query"),
             MAX_SCAN_TUPLES.get() as usize,
             None,
         ));
     }
-    let store = PageStore::open(index);
     if state.mode.is_none() {
         state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut()));
         if matches!(state.mode, Some(Mode::Coded(_))) {
@@ -359,11 +359,7 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         let table = store.query_table(&prepared);
         let ef = EF_SEARCH.get() as usize * CODED_EF_FACTOR;
         let (results, _) = coded_search(store, &mut scratch, &prepared, &table, ef, max_visited);
-        return Mode::Coded(Box::new(CodedScan {
-            store: PageStore::open(store.index),
-            results,
-            next: 0,
-        }));
+        return Mode::Coded(Box::new(CodedScan { results, next: 0 }));
     }
     let mut switch = None;
     match filter.map(|filter| plan_filtered(store, filter)) {

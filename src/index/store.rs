@@ -315,6 +315,9 @@ impl GraphStoreMut for PageStore {
 }
 
 impl CodedStore for PageStore {
+    /// Whether the element is deleted, and its heap TIDs.
+    type Read = (bool, Vec<Tid>);
+
     fn expand(
         &self,
         id: Tid,
@@ -322,7 +325,7 @@ impl CodedStore for PageStore {
         table: &QueryTable,
         mut fresh: impl FnMut(Tid) -> bool,
         out: &mut Vec<Scored<Tid>>,
-    ) -> Option<f32> {
+    ) -> Option<(f32, Self::Read)> {
         out.clear();
         let code_bytes = self.meta.code_bytes()?;
         if !id.is_valid() {
@@ -330,10 +333,12 @@ impl CodedStore for PageStore {
         }
         self.count_read();
         let mut locked = Locked::read(self.index, id.block, false);
-        let (dist, neighbour_tid) = {
+        let (dist, read, neighbour_tid) = {
             let element = self.element_on(&locked, id)?;
+            let dist = element.vector.distance(self.metric, query);
             (
-                element.vector.distance(self.metric, query),
+                dist,
+                (element.deleted, element.heap_tids),
                 element.neighbour_tid,
             )
         };
@@ -354,6 +359,6 @@ impl CodedStore for PageStore {
                 .unwrap_or_else(|c| c.raise());
             }
         }
-        Some(dist)
+        Some((dist, read))
     }
 }
