@@ -190,7 +190,6 @@ pub unsafe extern "C-unwind" fn amgettuple(
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 
-/// Queue the heap TIDs of the next batch; false when the scan is over.
 /// An index with codes keeps this many times `xhnsw.ef_search` results: estimates order the
 /// frontier less well than exact distances, and twice the result set gives the recall of
 /// the full-precision search at the same setting, still reading fewer pages (bench/README.md).
@@ -217,6 +216,7 @@ impl CodedScan {
     }
 }
 
+/// Queue the heap TIDs of the next batch; false when the scan is over.
 fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
     if let Some(Mode::Coded(coded)) = state.mode.as_mut() {
         if coded.refill(&mut state.pending) {
