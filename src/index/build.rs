@@ -536,13 +536,13 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
             format::put_neighbours(&mut item, m, layer, &tids).expect("an item just encoded");
-            if let (0, Some((cb, codes))) = (layer, &coded) {
+            if let (0, Some(cb), Some(codes)) = (layer, code_bytes, &coded) {
                 let listed: Vec<u8> = list
                     .iter()
                     .flat_map(|&nb| &codes.codes[nb as usize * cb..(nb as usize + 1) * cb])
                     .copied()
                     .collect();
-                format::put_codes(&mut item, m, *cb, &listed).expect("an item just encoded");
+                format::put_codes(&mut item, m, cb, &listed).expect("an item just encoded");
             }
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
@@ -551,7 +551,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
     // The centroid gets a page of its own after the graph's, where inserts do not look.
     let centroid_block = match &coded {
-        Some((_, codes)) => {
+        Some(codes) => {
             let page = new_page(state.index, last_block + 1);
             add_at(&page, &format::encode_centroid(&codes.centroid), 1);
             last_block + 1
@@ -583,7 +583,7 @@ struct Codes {
     codes: Vec<u8>,
 }
 
-fn encode_all(graph: &MemGraph<DistanceFn>, code_bytes: usize) -> (usize, Codes) {
+fn encode_all(graph: &MemGraph<DistanceFn>, code_bytes: usize) -> Codes {
     let n = graph.len();
     let centroid = code::centroid((0..n as u32).map(|id| graph.vector(id)), graph.dim());
     let mut codes = Vec::new();
@@ -597,7 +597,7 @@ fn encode_all(graph: &MemGraph<DistanceFn>, code_bytes: usize) -> (usize, Codes)
         }
         code::encode(&centroid, graph.vector(id as u32), out);
     }
-    (code_bytes, Codes { centroid, codes })
+    Codes { centroid, codes }
 }
 
 fn new_page(index: pg_sys::Relation, expected: u32) -> Locked {
