@@ -1164,7 +1164,8 @@ mod tests {
     }
 
     /// What every reader does with a page: each item through `item_bounds`, then decoded as
-    /// an element or a neighbour item. Returns whether the page was found corrupt.
+    /// an element or a neighbour item (with codes too, and as a centroid). Returns whether the
+    /// page was found corrupt.
     fn read_page(page: &[u8], layout: Layout, m: usize) -> bool {
         let mut out = Vec::new();
         for offset in 0..=max_offset(page).saturating_add(1) {
@@ -1177,6 +1178,14 @@ mod tests {
                         Err(_) => return true,
                         Ok(Some(e)) => assert_eq!(e.vector.to_vec().len(), layout.dims),
                         Ok(None) => {
+                            // Readers of codes and centroids may refuse these bytes (an item
+                            // without codes is not corrupt), but never read past them.
+                            if let Some(cb) = code_bytes_for(m, layout.dims) {
+                                let _ = for_each_coded_neighbour(bytes, m, cb, |_, code| {
+                                    assert_eq!(code.len(), cb)
+                                });
+                            }
+                            let _ = parse_centroid(bytes, layout.dims);
                             for layer in 0..=LEVEL_CAP + 1 {
                                 if parse_neighbours(bytes, m, layer, &mut out).is_err() {
                                     return true;
