@@ -176,7 +176,11 @@ fn new_meta(metric: Metric, layout: Layout, options: IndexOptions) -> MetaPage {
         m: options.m as u32,
         ef_construction: options.ef_construction as u32,
         keep_pruned: options.keep_pruned as u32,
-        codes: (options.codes && code::supports(metric)) as u32,
+        codes: if options.codes && code::supports(metric) {
+            2 // upper lists too (format 6)
+        } else {
+            0
+        },
         centroid_block: META_BLOCK,
         metric: metric as u32,
         entry: Tid::INVALID,
@@ -487,10 +491,14 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         Tid { block, offset }
     };
     let m = state.params.m;
-    let code_bytes = state
+    let code_layout = state
         .codes
         .then(|| format::code_bytes_for(m, state.dims))
-        .flatten();
+        .flatten()
+        .map(|code_bytes| format::CodeLayout {
+            code_bytes,
+            upper: true,
+        });
     for id in 0..n {
         element_tid.push(place(format::element_size(
             state.layout(),
@@ -499,10 +507,10 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         neighbour_tid.push(place(format::neighbour_item_size(
             m,
             graph.level(id),
-            code_bytes,
+            code_layout,
         )));
     }
-    let coded = code_bytes.map(|cb| encode_all(graph, cb));
+    let coded = code_layout.map(|layout| (layout, encode_all(graph, layout.code_bytes)));
     // Second pass: fill pages in block order.
     let mut current: Option<Locked> = None;
     let mut list = Vec::new();
@@ -530,19 +538,21 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         if current.as_ref().is_none_or(|c| c.block() != n_tid.block) {
             current = Some(new_page(state.index, n_tid.block));
         }
-        let mut item = format::encode_coded_neighbours(m, level, code_bytes);
+        let mut item = format::encode_coded_neighbours(m, level, code_layout);
         for layer in 0..=level {
             graph.neighbours(id, layer, &mut list);
             tids.clear();
             tids.extend(list.iter().map(|&nb| element_tid[nb as usize]));
             format::put_neighbours(&mut item, m, layer, &tids).expect("an item just encoded");
-            if let (0, Some(cb), Some(codes)) = (layer, code_bytes, &coded) {
+            if let Some((layout, codes)) = &coded {
+                let cb = layout.code_bytes;
                 let listed: Vec<u8> = list
                     .iter()
                     .flat_map(|&nb| &codes.codes[nb as usize * cb..(nb as usize + 1) * cb])
                     .copied()
                     .collect();
-                format::put_codes(&mut item, m, cb, &listed).expect("an item just encoded");
+                format::put_codes(&mut item, m, *layout, layer, &listed)
+                    .expect("an item just encoded");
             }
         }
         add_at(current.as_ref().unwrap(), &item, n_tid.offset);
@@ -551,7 +561,7 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
     let last_block = neighbour_tid.last().map_or(META_BLOCK, |t| t.block);
     // The centroid gets a page of its own after the graph's, where inserts do not look.
     let centroid_block = match &coded {
-        Some(codes) => {
+        Some((_, codes)) => {
             let page = new_page(state.index, last_block + 1);
             add_at(&page, &format::encode_centroid(&codes.centroid), 1);
             last_block + 1

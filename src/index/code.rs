@@ -188,9 +188,15 @@ unsafe fn count_popcnt(planes: &[[u64; 4]], code: &[u8]) -> (u32, u32) {
 fn count_portable(planes: &[[u64; 4]], code: &[u8]) -> (u32, u32) {
     let (mut ones, mut weighted) = (0u32, 0u32);
     for (plane, chunk) in planes.iter().zip(code.chunks(8)) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let c = u64::from_le_bytes(word);
+        // Codes are whole words: the padded copy (a call to memcpy) is never taken.
+        let c = match chunk.try_into() {
+            Ok(word) => u64::from_le_bytes(word),
+            Err(_) => {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            }
+        };
         ones += c.count_ones();
         weighted += (c & plane[0]).count_ones()
             + 2 * (c & plane[1]).count_ones()

@@ -1,15 +1,17 @@
-//! The layer-0 search of an index with codes (`codes = on`): storage-agnostic like graph.rs.
+//! The search of an index with codes (`codes = on`): storage-agnostic like graph.rs.
 //!
 //! Expanding a node reads one element: its vector gives the node's exact distance, and its
-//! layer-0 list holds each neighbour's one-bit code (code.rs), whose estimated distance orders
-//! the frontier. So a search reads one page per node it expands, not one per node it reaches,
-//! and only expanded nodes are results: each result's distance is exact.
+//! list on the layer searched holds each neighbour's one-bit code (code.rs), whose estimated
+//! distance orders the frontier. So a search reads one page per node it expands, not one per
+//! node it reaches, and only expanded nodes are results: each result's distance is exact.
+//! (An upper list too long to carry codes gives its neighbours' exact distances instead.)
 //!
-//! The loop is algorithm 2 with the frontier C ordered by estimate and the result set W by
-//! exact distance; it stops when W holds `ef` nodes and the best estimate in C is further than
-//! all of W. It returns one batch: a scan that wants more rows goes on with the full-precision
-//! search of resumable.rs (scan.rs), whose later batches come in better order than estimates
-//! would give.
+//! The descent is the same loop with one result per layer, seeded with every node reached
+//! above. On layer 0 the loop is algorithm 2 with the frontier C ordered by estimate and the
+//! result set W by exact distance; it stops when W holds `ef` nodes and the best estimate in
+//! C is further than all of W. It returns one batch: a scan that wants more rows goes on with
+//! the full-precision search of resumable.rs (scan.rs), whose later batches come in better
+//! order than estimates would give.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -17,19 +19,20 @@ use std::collections::HashMap;
 use super::code::QueryTable;
 use super::graph::{beyond_results, offer, GraphStore, Scored, SearchScratch, VisitedSet};
 
-/// A graph whose layer-0 lists carry their neighbours' codes.
+/// A graph whose lists carry their neighbours' codes.
 pub trait CodedStore: GraphStore {
     /// What expanding a node reads besides distances that a caller may want for the nodes it
     /// returns (a page store: the heap TIDs), so that they need not be read again.
     type Read;
 
     /// Reads node `id`: returns its exact distance to `query` and what else was read, and
-    /// replaces `out` with those of its layer-0 neighbours that `fresh` accepts (called once
-    /// on each), each with the distance `table` estimates from its code. `None` when the node
-    /// cannot be read.
+    /// replaces `out` with those of its neighbours on `layer` that `fresh` accepts (called
+    /// once on each), each with the distance `table` estimates from its code (or its exact
+    /// distance where the list carries no codes). `None` when the node cannot be read.
     fn expand(
         &self,
         id: Self::Id,
+        layer: usize,
         query: &[f32],
         table: &QueryTable,
         fresh: impl FnMut(Self::Id) -> bool,
@@ -38,8 +41,8 @@ pub trait CodedStore: GraphStore {
 }
 
 /// The `ef` nodes nearest to `query` that a search over codes finds, closest first, with
-/// exact distances and what their expansion read; it expands at most `max_expanded` nodes.
-/// Returns the nodes it expanded too.
+/// exact distances and what their expansion read; it expands at most `max_expanded` nodes on
+/// layer 0. Returns the nodes it expanded too (on every layer).
 pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
     store: &S,
     scratch: &mut SearchScratch<S::Id, V>,
@@ -49,9 +52,9 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
     max_expanded: usize,
 ) -> (Vec<(Scored<S::Id>, S::Read)>, usize) {
     let ef = ef.max(1);
-    if !scratch.start_at_layer0(store, query) {
+    let Some(descended) = descend(store, scratch, query, table) else {
         return (Vec::new(), 0);
-    }
+    };
     let SearchScratch {
         visited,
         candidates,
@@ -59,12 +62,12 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
         seen,
         ..
     } = scratch;
-    // The descent's nodes (exact distances) seed the frontier; expanding them puts them in W.
+    // The descent's nodes seed the frontier; expanding them puts them in W.
     candidates.clear();
     results.clear();
     candidates.extend(seen.drain(..).map(Reverse));
     let mut found = Vec::new();
-    let mut reads = HashMap::new();
+    let mut reads = HashMap::with_capacity(2 * ef);
     let mut expanded = 0;
     while let Some(&Reverse(c)) = candidates.peek() {
         if expanded >= max_expanded || beyond_results(results, ef, c) {
@@ -73,7 +76,7 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
         candidates.pop();
         expanded += 1;
         let fresh = |id| visited.insert(id);
-        let Some((dist, read)) = store.expand(c.id, query, table, fresh, &mut found) else {
+        let Some((dist, read)) = store.expand(c.id, 0, query, table, fresh, &mut found) else {
             continue;
         };
         reads.insert(c.id, read);
@@ -87,7 +90,59 @@ pub fn coded_search<S: CodedStore, V: VisitedSet<S::Id>>(
         .iter()
         .filter_map(|s| Some((*s, reads.remove(&s.id)?)))
         .collect();
-    (results, expanded)
+    (results, descended + expanded)
+}
+
+/// The descent from the entry point to layer 1 over codes: on each layer, expands the
+/// closest node reached (by estimate, or exact once expanded) until the closest expanded one
+/// is closer than every other estimate. Leaves every node reached in `scratch.seen`, with the
+/// distance known best; returns how many nodes it expanded, None for an empty graph.
+fn descend<S: CodedStore, V: VisitedSet<S::Id>>(
+    store: &S,
+    scratch: &mut SearchScratch<S::Id, V>,
+    query: &[f32],
+    table: &QueryTable,
+) -> Option<usize> {
+    let entry = store.entry_point()?;
+    let SearchScratch {
+        visited,
+        candidates,
+        seen,
+        ..
+    } = scratch;
+    visited.clear();
+    seen.clear();
+    visited.insert(entry.id);
+    // The entry's distance is known once it is expanded: it comes first on every layer.
+    seen.push(Scored {
+        dist: f32::NEG_INFINITY,
+        id: entry.id,
+    });
+    let mut found = Vec::new();
+    let mut expanded = 0;
+    for layer in (1..=entry.level).rev() {
+        candidates.clear();
+        candidates.extend(seen.iter().copied().map(Reverse));
+        let mut best: Option<Scored<S::Id>> = None;
+        while let Some(Reverse(c)) = candidates.pop() {
+            if best.is_some_and(|best| c > best) {
+                break;
+            }
+            expanded += 1;
+            let fresh = |id| visited.insert(id);
+            let Some((dist, _)) = store.expand(c.id, layer, query, table, fresh, &mut found) else {
+                continue;
+            };
+            let exact = Scored { dist, id: c.id };
+            if let Some(s) = seen.iter_mut().find(|s| s.id == c.id) {
+                *s = exact;
+            }
+            best = Some(best.map_or(exact, |best| best.min(exact)));
+            seen.extend_from_slice(&found);
+            candidates.extend(found.drain(..).map(Reverse));
+        }
+    }
+    Some(expanded)
 }
 
 #[cfg(test)]
@@ -99,12 +154,13 @@ mod tests {
 
     type L2Graph = MemGraph<fn(&[f32], &[f32]) -> f32>;
 
-    /// A built [`MemGraph`] with a code per node.
+    /// A built [`MemGraph`] with a code per node; counts the nodes it reads.
     struct CodedMem<'a> {
         pub graph: &'a L2Graph,
         pub codes: Vec<u8>,
         pub code_bytes: usize,
         centroid: Vec<f32>,
+        reads: std::cell::Cell<usize>,
     }
 
     impl<'a> CodedMem<'a> {
@@ -121,6 +177,7 @@ mod tests {
                 codes,
                 code_bytes,
                 centroid,
+                reads: Default::default(),
             }
         }
 
@@ -132,6 +189,7 @@ mod tests {
     impl GraphStore for CodedMem<'_> {
         type Id = u32;
         fn distance(&self, query: &[f32], id: u32) -> f32 {
+            self.reads.set(self.reads.get() + 1);
             self.graph.distance(query, id)
         }
         fn distance_between(&self, a: u32, b: u32) -> f32 {
@@ -154,13 +212,15 @@ mod tests {
         fn expand(
             &self,
             id: u32,
+            layer: usize,
             query: &[f32],
             table: &QueryTable,
             mut fresh: impl FnMut(u32) -> bool,
             out: &mut Vec<Scored<u32>>,
         ) -> Option<(f32, ())> {
+            self.reads.set(self.reads.get() + 1);
             let mut list = Vec::new();
-            self.graph.neighbours(id, 0, &mut list);
+            self.graph.neighbours(id, layer, &mut list);
             out.clear();
             out.extend(list.iter().filter(|&&n| fresh(n)).map(|&n| {
                 let at = n as usize * self.code_bytes;
@@ -247,6 +307,47 @@ mod tests {
         assert!(expanded / (queries as usize) < n / 4, "expanded {expanded}");
     }
 
+    /// The descent over codes reads far fewer nodes than the full-precision descent, which
+    /// reads every neighbour of every node it passes, and ends as close to the query.
+    #[test]
+    fn the_coded_descent_reads_fewer_nodes() {
+        let graph = clustered_graph(4000, 64);
+        let coded = CodedMem::new(&graph);
+        assert!(graph.entry_point().unwrap().level >= 2);
+        let (mut plain_reads, mut coded_reads, mut plain_best, mut coded_best) = (0, 0, 0.0, 0.0);
+        for q in 0..50u32 {
+            let query: Vec<f32> = graph.vector(q * 71 + 3).iter().map(|x| x + 0.05).collect();
+            let mut scratch = SearchScratch::new();
+            coded.reads.set(0);
+            scratch.start_at_layer0(&coded, &query);
+            plain_reads += coded.reads.get();
+            plain_best += scratch
+                .seen
+                .iter()
+                .map(|s| s.dist)
+                .fold(f32::INFINITY, f32::min);
+            coded.reads.set(0);
+            let table = coded.table(&query);
+            let expanded = descend(&coded, &mut scratch, &query, &table).unwrap();
+            assert_eq!(expanded, coded.reads.get());
+            coded_reads += expanded;
+            coded_best += scratch
+                .seen
+                .iter()
+                .map(|s| graph.distance(&query, s.id))
+                .fold(f32::INFINITY, f32::min);
+        }
+        eprintln!("reads {plain_reads} / {coded_reads}, best {plain_best} / {coded_best}");
+        assert!(
+            coded_reads * 3 < plain_reads,
+            "{coded_reads} vs {plain_reads}"
+        );
+        assert!(
+            coded_best <= plain_best * 1.1,
+            "{coded_best} vs {plain_best}"
+        );
+    }
+
     /// The cap on expanded nodes holds, and what was found before it is returned.
     #[test]
     fn expansion_stops_at_the_cap() {
@@ -255,8 +356,13 @@ mod tests {
         let query = graph.vector(3).to_vec();
         let mut scratch = SearchScratch::new();
         let table = coded.table(&query);
+        let (out, descent) = coded_search(&coded, &mut scratch, &query, &table, 40, 0);
+        assert!(
+            out.is_empty() && descent > 0,
+            "the cap holds on layer 0 only"
+        );
         let (out, expanded) = coded_search(&coded, &mut scratch, &query, &table, 40, 5);
-        assert_eq!(expanded, 5);
+        assert_eq!(expanded, descent + 5);
         assert!(!out.is_empty() && out.len() <= 5);
         let (out, _) = coded_search(&coded, &mut scratch, &query, &table, 40, usize::MAX);
         assert_eq!(out.len(), 40);

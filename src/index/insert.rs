@@ -155,7 +155,7 @@ fn add_element(
     tag: u64,
     level: usize,
 ) -> Tid {
-    let neighbours = format::encode_coded_neighbours(store.m, level, store.meta.code_bytes());
+    let neighbours = format::encode_coded_neighbours(store.m, level, store.meta.code_layout());
     let line_pointer = std::mem::size_of::<pg_sys::ItemIdData>();
     let layout = Layout {
         dims: vector.len(),

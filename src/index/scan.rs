@@ -353,11 +353,13 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         return Mode::Sequential(1);
     };
     let mut max_visited = MAX_SCAN_TUPLES.get() as usize;
-    if filter.is_none() && store.meta.code_bytes().is_some() && !STRICT_ORDER.get() {
+    if filter.is_none() && store.meta.code_layout().is_some() && !STRICT_ORDER.get() {
         LAST_PATH.set("graph (codes)");
-        let mut scratch = SearchScratch::new();
-        let table = store.query_table(&prepared);
         let ef = EF_SEARCH.get() as usize * CODED_EF_FACTOR;
+        // Room for what a search of this ef reaches, so that the set does not grow by rehashing.
+        let visited = HashVisited::try_with_capacity(ef * store.m).unwrap_or_default();
+        let mut scratch = SearchScratch::with_visited(visited);
+        let table = store.query_table(&prepared);
         let (results, _) = coded_search(store, &mut scratch, &prepared, &table, ef, max_visited);
         return Mode::Coded(Box::new(CodedScan { results, next: 0 }));
     }

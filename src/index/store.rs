@@ -79,22 +79,31 @@ impl PageStore {
         QueryTable::new(self.metric, self.centroid(), query)
     }
 
-    /// The codes of `list`, in order, for a layer-0 list of the neighbour item at
-    /// `neighbour_tid`: copied from the item where it holds them already, encoded from the
-    /// element otherwise. Reads pages one at a time and holds no lock on return.
-    fn codes_of(&self, neighbour_tid: Tid, list: &[Tid], code_bytes: usize) -> Vec<u8> {
+    /// The codes of `list`, in order, for the list on `layer` of the neighbour item at
+    /// `neighbour_tid`, when that list carries codes: copied from the item where it holds
+    /// them already, encoded from the element otherwise. Reads pages one at a time and holds
+    /// no lock on return.
+    fn codes_of(
+        &self,
+        neighbour_tid: Tid,
+        layer: usize,
+        list: &[Tid],
+        layout: format::CodeLayout,
+    ) -> Option<Vec<u8>> {
         let mut known: HashMap<Tid, Vec<u8>> = HashMap::new();
         {
             let locked = Locked::read(self.index, neighbour_tid.block, false);
-            unsafe {
-                if let Some(item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) {
-                    format::for_each_coded_neighbour(item.bytes(), self.m, code_bytes, |t, c| {
-                        known.insert(t, c.to_vec());
-                    })
-                    .unwrap_or_else(|c| c.raise());
-                }
+            let item = unsafe { buffer::item_ptr(locked.page(), neighbour_tid.offset) }?;
+            let coded = unsafe {
+                format::for_each_coded_neighbour(item.bytes(), self.m, layout, layer, |t, c| {
+                    known.insert(t, c.to_vec());
+                })
+            };
+            if !coded.unwrap_or_else(|c| c.raise()) {
+                return None;
             }
         }
+        let code_bytes = layout.code_bytes;
         let mut codes = vec![0u8; list.len() * code_bytes];
         for (&id, out) in list.iter().zip(codes.chunks_exact_mut(code_bytes)) {
             match known.get(&id) {
@@ -106,7 +115,7 @@ impl PageStore {
                 }
             }
         }
-        codes
+        Some(codes)
     }
 
     /// Count one element read; every READS_PER_INTERRUPT_CHECK, honour cancel and timeouts
@@ -206,8 +215,8 @@ impl PageStore {
         list: &[Tid],
         expect: Option<&[Tid]>,
     ) -> bool {
-        let code_bytes = self.meta.code_bytes().filter(|_| level == 0);
-        let codes = code_bytes.map(|cb| self.codes_of(neighbour_tid, list, cb));
+        let layout = self.meta.code_layout();
+        let codes = layout.and_then(|l| self.codes_of(neighbour_tid, level, list, l));
         let locked = Locked::read(self.index, neighbour_tid.block, true);
         unsafe {
             let Some(current_item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) else {
@@ -223,8 +232,8 @@ impl PageStore {
             let xlog = Xlog::begin(self.index, &locked, false);
             if let Some(item) = buffer::item_ptr(xlog.page(), neighbour_tid.offset) {
                 buffer::write_neighbours(item, self.m, level, list);
-                if let (Some(cb), Some(codes)) = (code_bytes, &codes) {
-                    format::put_codes(item.bytes_mut(), self.m, cb, codes)
+                if let (Some(layout), Some(codes)) = (layout, &codes) {
+                    format::put_codes(item.bytes_mut(), self.m, layout, level, codes)
                         .unwrap_or_else(|c| c.raise());
                 }
             }
@@ -321,13 +330,14 @@ impl CodedStore for PageStore {
     fn expand(
         &self,
         id: Tid,
+        layer: usize,
         query: &[f32],
         table: &QueryTable,
         mut fresh: impl FnMut(Tid) -> bool,
         out: &mut Vec<Scored<Tid>>,
     ) -> Option<(f32, Self::Read)> {
         out.clear();
-        let code_bytes = self.meta.code_bytes()?;
+        let layout = self.meta.code_layout()?;
         if !id.is_valid() {
             return None;
         }
@@ -346,17 +356,37 @@ impl CodedStore for PageStore {
             drop(locked);
             locked = Locked::read(self.index, neighbour_tid.block, false);
         }
+        let mut uncoded = Vec::new();
         unsafe {
             if let Some(item) = buffer::item_ptr(locked.page(), neighbour_tid.offset) {
-                format::for_each_coded_neighbour(item.bytes(), self.m, code_bytes, |t, code| {
-                    if fresh(t) {
-                        out.push(Scored {
-                            dist: table.estimate(code),
-                            id: t,
-                        })
-                    }
-                })
+                let coded = format::for_each_coded_neighbour(
+                    item.bytes(),
+                    self.m,
+                    layout,
+                    layer,
+                    |t, code| {
+                        if fresh(t) {
+                            out.push(Scored {
+                                dist: table.estimate(code),
+                                id: t,
+                            })
+                        }
+                    },
+                )
                 .unwrap_or_else(|c| c.raise());
+                if !coded {
+                    buffer::read_neighbours(item, self.m, layer, &mut uncoded);
+                }
+            }
+        }
+        drop(locked);
+        // A list without codes (an upper layer of a high element): exact distances.
+        for t in uncoded {
+            if fresh(t) {
+                out.push(Scored {
+                    dist: self.distance(query, t),
+                    id: t,
+                });
             }
         }
         Some((dist, read))

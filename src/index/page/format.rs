@@ -11,8 +11,9 @@
 //!   multi-column index the other columns' values as an index tuple (filters check them during
 //!   the graph search, before any heap access);
 //! - neighbours: per layer a count and fixed slots (2m on layer 0, m above) of ItemPointers;
-//!   in an index with codes (format 5, `MetaPage::codes`), then one code (index/code.rs) per
-//!   layer-0 slot, of the neighbour in that slot.
+//!   in an index with codes (`MetaPage::codes`), then one code (index/code.rs) per slot, of
+//!   the neighbour in that slot, for layer 0 (format 5) and for as many upper layers as fit in
+//!   a page (format 6: `CodeLayout::upper_layers`).
 //! Both have a fixed size for their level, so changes overwrite them in place. The builder
 //! and inserts put an element and its neighbour item on the same page when they fit.
 //! Filter directory pages (directory.rs) hold one item each and the next page's number in
@@ -27,8 +28,9 @@ pub const META_BLOCK: pg_sys::BlockNumber = 0;
 pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
 /// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
 /// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec);
-/// 4: `MetaPage::keep_pruned`; 5: `MetaPage::codes` (neighbours' codes in layer-0 lists).
-pub const VERSION: u32 = 5;
+/// 4: `MetaPage::keep_pruned`; 5: `MetaPage::codes` (neighbours' codes in layer-0 lists);
+/// 6: codes in upper lists too (`MetaPage::codes` = 2).
+pub const VERSION: u32 = 6;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
@@ -136,7 +138,8 @@ pub struct MetaPage {
     /// older formats (`parse_meta` clears it there: these bytes were struct padding in format 3).
     pub keep_pruned: u32,
     /// 1: layer-0 lists carry each neighbour's one-bit code (index/code.rs) after their
-    /// ItemPointers, when [`code_bytes_for`] allows for this `m` and `dims`. 0 before format 5.
+    /// ItemPointers, when [`code_bytes_for`] allows for this `m` and `dims`; 2: upper lists
+    /// too, as many as fit (format 6). 0 before format 5.
     pub codes: u32,
     /// The page holding the codes' centroid as its only item; META_BLOCK when there is none
     /// (an index built empty): codes are then taken around zero.
@@ -144,12 +147,15 @@ pub struct MetaPage {
 }
 
 impl MetaPage {
-    /// The size of a code in this index's layer-0 lists; None when they carry none.
-    pub fn code_bytes(&self) -> Option<usize> {
+    /// Where this index's neighbour items carry codes; None when they carry none.
+    pub fn code_layout(&self) -> Option<CodeLayout> {
         if self.codes == 0 {
             return None;
         }
-        code_bytes_for(self.m as usize, self.dims as usize)
+        Some(CodeLayout {
+            code_bytes: code_bytes_for(self.m as usize, self.dims as usize)?,
+            upper: self.codes >= 2,
+        })
     }
 
     /// The shape of this index's element items (`parse_meta` checked `storage`).
@@ -225,9 +231,40 @@ pub fn neighbour_size(m: usize, level: usize) -> usize {
     maxalign(4 + (level + 1) * 2 + slot_count(m, level) * TID_SIZE)
 }
 
-/// Bytes a neighbour item with codes adds after its ItemPointers: one code per layer-0 slot.
-fn codes_size(m: usize, code_bytes: usize) -> usize {
-    maxalign(2 * m * code_bytes)
+/// Bytes a neighbour item with codes adds after its ItemPointers: one code per slot of layer
+/// 0 and of `upper_layers` layers above it.
+fn codes_size(m: usize, code_bytes: usize, upper_layers: usize) -> usize {
+    maxalign(slot_count(m, upper_layers) * code_bytes)
+}
+
+/// Where the neighbour items of an index carry codes (`MetaPage::codes`): the codes lie
+/// after the ItemPointers, one per slot in slot order, of layer 0 and of the upper layers
+/// counted by `upper_layers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeLayout {
+    pub code_bytes: usize,
+    /// Upper layers carry codes too, as many as fit (format 6); layer 0 only otherwise.
+    pub upper: bool,
+}
+
+impl CodeLayout {
+    /// The upper layers (from layer 1 up) whose lists carry codes in an item of `level`: as
+    /// many as fit in a page beside its ItemPointers.
+    pub fn upper_layers(self, m: usize, level: usize) -> usize {
+        if !self.upper {
+            return 0;
+        }
+        let room = (page_usable_space() - 64).saturating_sub(neighbour_size(m, level));
+        (0..=level)
+            .rev()
+            .find(|&k| codes_size(m, self.code_bytes, k) <= room)
+            .unwrap_or(0)
+    }
+
+    fn item_size(self, m: usize, level: usize) -> usize {
+        let upper = self.upper_layers(m, level);
+        neighbour_size(m, level) + codes_size(m, self.code_bytes, upper)
+    }
 }
 
 /// The size of a code for `dims` dimensions, when the codes of a full layer-0 list fit in a
@@ -235,13 +272,13 @@ fn codes_size(m: usize, code_bytes: usize) -> usize {
 /// before the dimension is known, or below `code::MIN_DIMS`).
 pub fn code_bytes_for(m: usize, dims: usize) -> Option<usize> {
     let code_bytes = crate::index::code::code_bytes(dims);
-    let size = neighbour_size(m, max_level_for(m)) + codes_size(m, code_bytes);
+    let size = neighbour_size(m, max_level_for(m)) + codes_size(m, code_bytes, 0);
     (dims >= crate::index::code::MIN_DIMS && size <= page_usable_space() - 64).then_some(code_bytes)
 }
 
-/// Bytes of a neighbour item of `level`, with codes of `code_bytes` each or none.
-pub fn neighbour_item_size(m: usize, level: usize, code_bytes: Option<usize>) -> usize {
-    neighbour_size(m, level) + code_bytes.map_or(0, |c| codes_size(m, c))
+/// Bytes of a neighbour item of `level`, with codes laid out as `codes` says or none.
+pub fn neighbour_item_size(m: usize, level: usize, codes: Option<CodeLayout>) -> usize {
+    codes.map_or(neighbour_size(m, level), |c| c.item_size(m, level))
 }
 
 fn slot_count(m: usize, level: usize) -> usize {
@@ -465,24 +502,21 @@ pub fn encode_neighbours(m: usize, level: usize) -> Vec<u8> {
     encode_coded_neighbours(m, level, None)
 }
 
-/// An empty neighbour item with room for layer-0 codes of `code_bytes` each (or none).
-pub fn encode_coded_neighbours(m: usize, level: usize, code_bytes: Option<usize>) -> Vec<u8> {
-    let mut out = vec![0u8; neighbour_item_size(m, level, code_bytes)];
+/// An empty neighbour item with room for the codes `codes` lays out (or none).
+pub fn encode_coded_neighbours(m: usize, level: usize, codes: Option<CodeLayout>) -> Vec<u8> {
+    let mut out = vec![0u8; neighbour_item_size(m, level, codes)];
     out[0] = NEIGHBOUR_KIND;
     out[neighbours_at::LEVEL] = level as u8;
     out
 }
 
-fn layer_slots(m: usize, level: usize, layer: usize) -> (usize, usize) {
-    // layer 0 first (2m slots), then m slots per upper layer
-    let start = if layer == 0 {
-        0
-    } else {
-        2 * m + (layer - 1) * m
-    };
-    let cap = if layer == 0 { 2 * m } else { m };
-    let _ = level;
-    (start, cap)
+/// The first slot of `layer` and its slot count: layer 0 first (2m slots), then m slots per
+/// upper layer.
+fn layer_slots(m: usize, layer: usize) -> (usize, usize) {
+    match layer {
+        0 => (0, 2 * m),
+        _ => (2 * m + (layer - 1) * m, m),
+    }
 }
 
 fn slots_offset(level: usize) -> usize {
@@ -525,7 +559,7 @@ pub fn parse_neighbours(
         return Ok(());
     }
     let count = read_u16(bytes, layer_count_at(layer)) as usize;
-    let (start, cap) = layer_slots(m, level, layer);
+    let (start, cap) = layer_slots(m, layer);
     let base = slots_offset(level) + start * TID_SIZE;
     for i in 0..count.min(cap) {
         out.push(Tid::read(&bytes[base + i * TID_SIZE..]));
@@ -547,7 +581,7 @@ pub fn put_neighbours(
     if layer > level {
         return Ok(());
     }
-    let (start, cap) = layer_slots(m, level, layer);
+    let (start, cap) = layer_slots(m, layer);
     let n = list.len().min(cap);
     bytes[layer_count_at(layer)..][..2].copy_from_slice(&(n as u16).to_le_bytes());
     let base = slots_offset(level) + start * TID_SIZE;
@@ -557,52 +591,73 @@ pub fn put_neighbours(
     Ok(())
 }
 
-/// Hands each layer-0 neighbour of a neighbour item with codes of `code_bytes` to `f`, with
-/// its code. Nothing for another kind of item; Corrupt when the item has no room for codes.
+/// Hands each neighbour on `layer` of a neighbour item laid out as `codes` says to `f`, with
+/// its code. Ok(false) when that list carries no codes (it is above the item's level, or
+/// above the layers with codes) or the item is another kind; Corrupt when the item's length
+/// is not its layout's.
 pub fn for_each_coded_neighbour(
     bytes: &[u8],
     m: usize,
-    code_bytes: usize,
+    codes: CodeLayout,
+    layer: usize,
     mut f: impl FnMut(Tid, &[u8]),
-) -> Result<(), Corrupt> {
-    let Some(level) = neighbour_level(bytes, m)? else {
-        return Ok(());
+) -> Result<bool, Corrupt> {
+    let Some((level, at)) = coded_layer(bytes, m, codes, layer)? else {
+        return Ok(false);
     };
-    let codes = coded_region(bytes.len(), m, level, code_bytes)?;
-    let count = (read_u16(bytes, layer_count_at(0)) as usize).min(2 * m);
-    let base = slots_offset(level);
+    let count = (read_u16(bytes, layer_count_at(layer)) as usize).min(layer_slots(m, layer).1);
+    let base = slots_offset(level) + layer_slots(m, layer).0 * TID_SIZE;
+    let code_bytes = codes.code_bytes;
     for i in 0..count {
         let tid = Tid::read(&bytes[base + i * TID_SIZE..]);
-        f(tid, &bytes[codes + i * code_bytes..][..code_bytes]);
+        f(tid, &bytes[at + i * code_bytes..][..code_bytes]);
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Overwrites the layer-0 codes of a neighbour item: `codes` holds one code of `code_bytes`
-/// per list entry, in list order (at most 2m).
+/// Overwrites the codes of the list on `layer` of a neighbour item laid out as `codes` says:
+/// `list_codes` holds one code per list entry, in list order. Nothing when that list carries
+/// no codes.
 pub fn put_codes(
     bytes: &mut [u8],
     m: usize,
-    code_bytes: usize,
-    codes: &[u8],
+    codes: CodeLayout,
+    layer: usize,
+    list_codes: &[u8],
 ) -> Result<(), Corrupt> {
-    let Some(level) = neighbour_level(bytes, m)? else {
+    let Some((_, at)) = coded_layer(bytes, m, codes, layer)? else {
         return Ok(());
     };
-    let at = coded_region(bytes.len(), m, level, code_bytes)?;
-    let n = codes.len().min(2 * m * code_bytes);
-    bytes[at..at + n].copy_from_slice(&codes[..n]);
+    let n = list_codes
+        .len()
+        .min(layer_slots(m, layer).1 * codes.code_bytes);
+    bytes[at..at + n].copy_from_slice(&list_codes[..n]);
     Ok(())
 }
 
-/// Where the codes of a neighbour item of `len` bytes begin.
-fn coded_region(len: usize, m: usize, level: usize, code_bytes: usize) -> Result<usize, Corrupt> {
-    if len != neighbour_item_size(m, level, Some(code_bytes)) {
+/// The level of a neighbour item laid out as `codes` says and where the codes of its list on
+/// `layer` begin; None when that list carries none.
+fn coded_layer(
+    bytes: &[u8],
+    m: usize,
+    codes: CodeLayout,
+    layer: usize,
+) -> Result<Option<(usize, usize)>, Corrupt> {
+    let Some(level) = neighbour_level(bytes, m)? else {
+        return Ok(None);
+    };
+    if bytes.len() != codes.item_size(m, level) {
         return Err(Corrupt(format!(
-            "neighbour item of {len} bytes with level {level} has no room for codes of {code_bytes} bytes"
+            "neighbour item of {} bytes with level {level} has no room for codes of {} bytes",
+            bytes.len(),
+            codes.code_bytes
         )));
     }
-    Ok(neighbour_size(m, level))
+    if layer > codes.upper_layers(m, level) {
+        return Ok(None);
+    }
+    let at = neighbour_size(m, level) + layer_slots(m, layer).0 * codes.code_bytes;
+    Ok(Some((level, at)))
 }
 
 /// A centroid item for `centroid`.
@@ -745,7 +800,8 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         || Metric::from_u32(meta.metric).is_none()
         || meta.entry_level as usize > max_level_for(m)
         || meta.keep_pruned > 1
-        || meta.codes > 1
+        || meta.codes > 2
+        || (meta.version < 6 && meta.codes > 1)
     {
         return Err(Corrupt(format!(
             "metapage with dims {dims}, storage {}, m {m}, ef_construction {efc}, metric {}, entry level {}",
@@ -1010,7 +1066,7 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_read_from_format_5_only() {
+    fn codes_are_read_from_format_5_on() {
         let mut meta = MetaPage {
             codes: 1,
             centroid_block: 7,
@@ -1025,51 +1081,142 @@ mod tests {
         };
         let old = read_back(meta);
         assert_eq!(
-            (old.codes, old.centroid_block, old.code_bytes()),
+            (old.codes, old.centroid_block, old.code_layout()),
             (0, META_BLOCK, None)
         );
         meta.version = 5;
         let new = read_back(meta);
-        assert_eq!(
-            (new.centroid_block, new.code_bytes()),
-            (7, Some(1024 / 8 + 12))
+        let layer0 = CodeLayout {
+            code_bytes: 1024 / 8 + 12,
+            upper: false,
+        };
+        assert_eq!((new.centroid_block, new.code_layout()), (7, Some(layer0)));
+        meta.codes = 2;
+        assert!(
+            parse_meta(&page_of(meta)).is_err(),
+            "format 5 has no upper codes"
         );
+        meta.version = 6;
+        let upper = CodeLayout {
+            upper: true,
+            ..layer0
+        };
+        assert_eq!(read_back(meta).code_layout(), Some(upper));
+        meta.codes = 3;
+        assert!(parse_meta(&page_of(meta)).is_err());
+        meta.codes = 1;
         meta.dims = 2000;
         assert_eq!(
-            read_back(meta).code_bytes(),
+            read_back(meta).code_layout(),
             None,
             "a full list of codes must fit"
         );
     }
 
+    fn page_of(meta: MetaPage) -> Vec<u8> {
+        let mut page = vec![0u8; BLOCK];
+        unsafe {
+            ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta)
+        };
+        page
+    }
+
+    /// Upper lists carry codes as far as they fit: all of them for short codes, some for long
+    /// ones, none at the highest level of long ones; every item fits beside a line pointer.
+    #[test]
+    fn upper_layers_with_codes_fit_a_page() {
+        let short = CodeLayout {
+            code_bytes: code_bytes_for(16, 128).unwrap(),
+            upper: true,
+        };
+        assert_eq!(short.upper_layers(16, 3), 3);
+        let long = CodeLayout {
+            code_bytes: code_bytes_for(16, 784).unwrap(),
+            upper: true,
+        };
+        assert_eq!((long.upper_layers(16, 1), long.upper_layers(16, 2)), (1, 1));
+        assert_eq!(long.upper_layers(16, max_level_for(16)), 0);
+        let layer0 = CodeLayout {
+            upper: false,
+            ..long
+        };
+        assert_eq!(layer0.upper_layers(16, 2), 0);
+        for m in [2, 16, 48, 100] {
+            for dims in [64, 128, 784, 1536] {
+                let Some(code_bytes) = code_bytes_for(m, dims) else {
+                    continue;
+                };
+                for level in 0..=max_level_for(m) {
+                    let codes = CodeLayout {
+                        code_bytes,
+                        upper: true,
+                    };
+                    let size = neighbour_item_size(m, level, Some(codes));
+                    assert!(
+                        size <= page_usable_space() - 64,
+                        "m {m} dims {dims} level {level}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn coded_neighbour_items_round_trip() {
-        let (m, cb) = (16, code_bytes_for(16, 784).unwrap());
-        for level in [0, 3] {
-            let mut item = encode_coded_neighbours(m, level, Some(cb));
-            let list: Vec<Tid> = (1..=20)
-                .map(|i| Tid {
-                    block: i,
-                    offset: 2,
-                })
-                .collect();
-            put_neighbours(&mut item, m, 0, &list).unwrap();
-            let codes: Vec<u8> = (0..list.len() * cb).map(|i| (i % 251) as u8).collect();
-            put_codes(&mut item, m, cb, &codes).unwrap();
-            let mut seen = Vec::new();
-            for_each_coded_neighbour(&item, m, cb, |t, code| seen.push((t, code.to_vec())))
-                .unwrap();
-            assert_eq!(seen.len(), list.len());
-            for (i, (t, code)) in seen.iter().enumerate() {
-                assert_eq!(*t, list[i]);
-                assert_eq!(code[..], codes[i * cb..(i + 1) * cb]);
+        let m = 16;
+        let cb = code_bytes_for(m, 784).unwrap();
+        for upper in [false, true] {
+            let layout = CodeLayout {
+                code_bytes: cb,
+                upper,
+            };
+            for level in [0, 1, 3] {
+                let mut item = encode_coded_neighbours(m, level, Some(layout));
+                let lists: Vec<Vec<Tid>> = (0..=level)
+                    .map(|layer| {
+                        let len = if layer == 0 { 20 } else { 9 + layer };
+                        (1..=len as u32)
+                            .map(|i| Tid {
+                                block: i + 100 * layer as u32,
+                                offset: 2,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let code_of = |t: &Tid| vec![(t.block % 251) as u8; cb];
+                for (layer, list) in lists.iter().enumerate() {
+                    put_neighbours(&mut item, m, layer, list).unwrap();
+                    let codes: Vec<u8> = list.iter().flat_map(code_of).collect();
+                    put_codes(&mut item, m, layout, layer, &codes).unwrap();
+                }
+                for (layer, list) in lists.iter().enumerate() {
+                    let mut seen = Vec::new();
+                    let coded = for_each_coded_neighbour(&item, m, layout, layer, |t, code| {
+                        seen.push((t, code.to_vec()))
+                    })
+                    .unwrap();
+                    let expect_codes = layer <= layout.upper_layers(m, level);
+                    assert_eq!(
+                        coded, expect_codes,
+                        "upper {upper} level {level} layer {layer}"
+                    );
+                    if expect_codes {
+                        let expected: Vec<_> = list.iter().map(|t| (*t, code_of(t))).collect();
+                        assert_eq!(seen, expected);
+                    } else {
+                        assert!(seen.is_empty());
+                    }
+                    let mut out = Vec::new();
+                    parse_neighbours(&item, m, layer, &mut out).unwrap();
+                    assert_eq!(&out, list, "ItemPointers read as without codes");
+                }
+                let above = for_each_coded_neighbour(&item, m, layout, level + 1, |_, _| {});
+                assert_eq!(above.unwrap(), false);
+                let plain = encode_neighbours(m, level);
+                assert!(for_each_coded_neighbour(&plain, m, layout, 0, |_, _| {}).is_err());
+                let mut short = item[..plain.len()].to_vec();
+                assert!(put_codes(&mut short, m, layout, 0, &[0; 8]).is_err());
             }
-            let mut out = Vec::new();
-            parse_neighbours(&item, m, 0, &mut out).unwrap();
-            assert_eq!(out, list, "ItemPointers read as without codes");
-            let plain = encode_neighbours(m, level);
-            assert!(for_each_coded_neighbour(&plain, m, cb, |_, _| {}).is_err());
-            assert!(put_codes(&mut item[..plain.len()].to_vec(), m, cb, &codes).is_err());
         }
     }
 
@@ -1180,10 +1327,19 @@ mod tests {
                         Ok(None) => {
                             // Readers of codes and centroids may refuse these bytes (an item
                             // without codes is not corrupt), but never read past them.
-                            if let Some(cb) = code_bytes_for(m, layout.dims) {
-                                let _ = for_each_coded_neighbour(bytes, m, cb, |_, code| {
-                                    assert_eq!(code.len(), cb)
-                                });
+                            if let Some(code_bytes) = code_bytes_for(m, layout.dims) {
+                                for upper in [false, true] {
+                                    let codes = CodeLayout { code_bytes, upper };
+                                    for layer in 0..=LEVEL_CAP + 1 {
+                                        let _ = for_each_coded_neighbour(
+                                            bytes,
+                                            m,
+                                            codes,
+                                            layer,
+                                            |_, code| assert_eq!(code.len(), code_bytes),
+                                        );
+                                    }
+                                }
                             }
                             let _ = parse_centroid(bytes, layout.dims);
                             for layer in 0..=LEVEL_CAP + 1 {
