@@ -17,12 +17,18 @@
 //! the visited cap never cuts a filtered scan short. When the exact path would read most of
 //! the index (no tag narrows a range alone), the graph search is tried first within half its
 //! cost if the matches, spread evenly, would be found in that (`filter::graph_trial_visits`).
+//!
+//! In an index with codes (and `xhnsw.strict_order` off), the graph search, filtered or not,
+//! first runs over codes (coded.rs, `coded_scan`): one batch of exactly ranked results, after
+//! which the full-precision search goes on, skipping them. A filtered one whose cap cuts it
+//! short hands over to the exact path at once.
 
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use std::collections::{HashSet, VecDeque};
 
-use super::coded::coded_search;
+use super::code::QueryTable;
+use super::coded::{coded_search, CodedStore};
 use super::directory;
 use super::exact::{Candidates, ExactPass};
 use super::filter::{
@@ -35,7 +41,7 @@ use super::page::{
     buffer::{self, Locked},
     format::Tid,
 };
-use super::resumable::{ResumableOptions, ResumableSearch};
+use super::resumable::{narrowed_ef, ResumableOptions, ResumableSearch};
 use super::store::PageStore;
 use crate::vector::half::index_elements;
 use std::cell::{Cell, RefCell};
@@ -46,8 +52,8 @@ enum Mode {
         Box<ResumableSearch<Tid, HashVisited<Tid>>>,
         Option<Box<Switch>>,
     ),
-    /// The results of the search over codes (an index with codes, no filter, no strict order),
-    /// handed out one at a time; past them, the full-precision graph search.
+    /// The results of the search over codes (an index with codes, no strict order), handed
+    /// out one at a time; past them, the full-precision graph search.
     Coded(Box<CodedScan>),
     /// A filter's matches, ranked exactly.
     Exact(Box<ExactPass>),
@@ -196,10 +202,13 @@ pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {}
 const CODED_EF_FACTOR: usize = 2;
 
 /// The results of the search over codes with their heap TIDs (read while the search expanded
-/// them), handed out in order.
+/// them), handed out in order; then what the full-precision search that goes on after them
+/// needs: its cap on visited elements and, under a filter, its switch to the exact path.
 struct CodedScan {
     results: Vec<(Scored<Tid>, (bool, Vec<Tid>))>,
     next: usize,
+    max_visited: usize,
+    switch: Option<Box<Switch>>,
 }
 
 impl CodedScan {
@@ -222,25 +231,25 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
         if coded.refill(&mut state.pending) {
             return true;
         }
-        // The executor wants more rows (a WHERE clause removed some): the full-precision
-        // search goes on from scratch, skipping what was returned, in its better order.
+        // The executor wants more rows (a WHERE clause removed some, or LIMIT is above the
+        // batch): the full-precision search goes on from scratch, skipping what was returned,
+        // in its better order.
         if coded.results.is_empty() {
-            state.mode = Some(Mode::Done); // an empty graph
+            state.mode = Some(Mode::Done); // an empty graph, or no match reachable
             return false;
         }
         state.skip = coded.results.iter().map(|(s, _)| s.id).collect();
-        state.mode = None;
+        let (max_visited, mut switch) = (coded.max_visited, coded.switch.take());
+        if let Some(switch) = switch.as_mut() {
+            switch.returned.clone_from(&state.skip);
+        }
+        LAST_PATH.set("graph (codes), then graph");
+        let store = PageStore::open(index);
+        let query = state.query.as_deref().and_then(|q| store.metric.prepare(q));
+        let query = query.expect("a coded search has a query");
+        state.mode = Some(graph_search(&query, max_visited, switch));
     }
     let store = PageStore::open(index);
-    if !state.skip.is_empty() && state.mode.is_none() {
-        LAST_PATH.set("graph (codes), then graph");
-        let query = state.query.as_deref().and_then(|q| store.metric.prepare(q));
-        state.mode = Some(graph_search(
-            &query.expect("a coded search has a query"),
-            MAX_SCAN_TUPLES.get() as usize,
-            None,
-        ));
-    }
     if state.mode.is_none() {
         state.mode = Some(start(&store, state.query.as_deref(), state.filter.as_mut()));
         if matches!(state.mode, Some(Mode::Coded(_))) {
@@ -276,12 +285,10 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                     search.next_batch(&store, |id| !skip.contains(&id), &mut state.batch)
                 }
                 Some(filter) => {
-                    let filtered = FilteredStore {
-                        store: &store,
-                        filter: RefCell::new(filter),
-                        last: Cell::new(None),
-                    };
-                    search.next_batch(&filtered, |id| filtered.passes(id), &mut state.batch)
+                    let filtered = FilteredStore::new(&store, filter);
+                    let skip = &state.skip;
+                    let keep = |id| !skip.contains(&id) && filtered.passes(id);
+                    search.next_batch(&filtered, keep, &mut state.batch)
                 }
             };
             // A batch the switch's cap cut short holds what the search had found, not the
@@ -353,18 +360,9 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         return Mode::Sequential(1);
     };
     let mut max_visited = MAX_SCAN_TUPLES.get() as usize;
-    if filter.is_none() && store.meta.code_layout().is_some() && !STRICT_ORDER.get() {
-        LAST_PATH.set("graph (codes)");
-        let ef = EF_SEARCH.get() as usize * CODED_EF_FACTOR;
-        // Room for what a search of this ef reaches, so that the set does not grow by rehashing.
-        let visited = HashVisited::try_with_capacity(ef * store.m).unwrap_or_default();
-        let mut scratch = SearchScratch::with_visited(visited);
-        let table = store.query_table(&prepared);
-        let (results, _) = coded_search(store, &mut scratch, &prepared, &table, ef, max_visited);
-        return Mode::Coded(Box::new(CodedScan { results, next: 0 }));
-    }
     let mut switch = None;
-    match filter.map(|filter| plan_filtered(store, filter)) {
+    let mut filter = filter;
+    match filter.as_mut().map(|filter| plan_filtered(store, filter)) {
         Some(FilterPlan::Exact(candidates)) => {
             LAST_PATH.set(if matches!(candidates, Candidates::Listed(_)) {
                 "directory"
@@ -390,8 +388,83 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
         }
         Some(FilterPlan::GraphOnly) | None => {}
     }
+    if store.meta.code_layout().is_some() && !STRICT_ORDER.get() {
+        return coded_scan(store, &prepared, filter, max_visited, switch);
+    }
     LAST_PATH.set("graph");
     graph_search(&prepared, max_visited, switch)
+}
+
+/// The search over codes (coded.rs), under the filter if there is one; at most `max_visited`
+/// elements expanded. When that cap cuts a filtered search short, its switch hands over to the
+/// exact path at once: what the search found is not the nearest of all the matches.
+fn coded_scan(
+    store: &PageStore,
+    prepared: &[f32],
+    filter: Option<&mut KeyFilter>,
+    max_visited: usize,
+    switch: Option<Box<Switch>>,
+) -> Mode {
+    let ef = EF_SEARCH.get() as usize;
+    // Under a filter, twice what the full-precision search's first batch holds.
+    let ef = CODED_EF_FACTOR
+        * if filter.is_some() {
+            narrowed_ef(ef)
+        } else {
+            ef
+        };
+    // Room for what a search of this ef reaches, so that the set does not grow by rehashing.
+    let visited = HashVisited::try_with_capacity(ef * store.m).unwrap_or_default();
+    let mut scratch = SearchScratch::with_visited(visited);
+    let table = store.query_table(prepared);
+    let (results, capped) = match filter {
+        None => {
+            let found = coded_search(
+                store,
+                &mut scratch,
+                prepared,
+                &table,
+                ef,
+                max_visited,
+                |_| true,
+            );
+            (found.results, found.capped)
+        }
+        Some(filter) => {
+            let filtered = FilteredStore::new(store, filter);
+            let found = coded_search(
+                &filtered,
+                &mut scratch,
+                prepared,
+                &table,
+                ef,
+                max_visited,
+                Option::is_some,
+            );
+            let results = found.results.into_iter();
+            let results = results.filter_map(|(s, read)| Some((s, read?))).collect();
+            (results, found.capped)
+        }
+    };
+    let switch = match switch {
+        Some(switch) if capped => {
+            LAST_PATH.set("graph (codes), then exact");
+            let candidates = switch.candidates;
+            return Mode::Exact(Box::new(ExactPass::new(
+                prepared,
+                candidates,
+                HashSet::new(),
+            )));
+        }
+        switch => switch,
+    };
+    LAST_PATH.set("graph (codes)");
+    Mode::Coded(Box::new(CodedScan {
+        results,
+        next: 0,
+        max_visited,
+        switch,
+    }))
 }
 
 /// The full-precision graph search (resumable.rs).
@@ -510,7 +583,15 @@ struct FilteredStore<'a> {
     last: Cell<Option<(Tid, bool)>>,
 }
 
-impl FilteredStore<'_> {
+impl<'a> FilteredStore<'a> {
+    fn new(store: &'a PageStore, filter: &'a mut KeyFilter) -> Self {
+        FilteredStore {
+            store,
+            filter: RefCell::new(filter),
+            last: Cell::new(None),
+        }
+    }
+
     fn passes(&self, id: Tid) -> bool {
         match self.last.get() {
             Some((last, passes)) if last == id => passes,
@@ -549,6 +630,27 @@ impl GraphStore for FilteredStore<'_> {
 
     fn entry_point(&self) -> Option<EntryPoint<Tid>> {
         self.store.entry_point()
+    }
+}
+
+impl CodedStore for FilteredStore<'_> {
+    /// The element's deleted flag and heap TIDs when it passes the filter.
+    type Read = Option<(bool, Vec<Tid>)>;
+
+    fn expand(
+        &self,
+        id: Tid,
+        layer: usize,
+        query: &[f32],
+        table: &QueryTable,
+        fresh: impl FnMut(Tid) -> bool,
+        out: &mut Vec<Scored<Tid>>,
+    ) -> Option<(f32, Self::Read)> {
+        self.store
+            .expand_with(id, layer, query, table, fresh, out, |e| {
+                let passes = self.filter.borrow_mut().matches(e.extras);
+                passes.then_some((e.deleted, e.heap_tids))
+            })
     }
 }
 

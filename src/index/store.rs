@@ -323,11 +323,11 @@ impl GraphStoreMut for PageStore {
     }
 }
 
-impl CodedStore for PageStore {
-    /// Whether the element is deleted, and its heap TIDs.
-    type Read = (bool, Vec<Tid>);
-
-    fn expand(
+impl PageStore {
+    /// [`CodedStore::expand`], with what `read` takes from the element (under its page's lock)
+    /// for what else was read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expand_with<R>(
         &self,
         id: Tid,
         layer: usize,
@@ -335,7 +335,8 @@ impl CodedStore for PageStore {
         table: &QueryTable,
         mut fresh: impl FnMut(Tid) -> bool,
         out: &mut Vec<Scored<Tid>>,
-    ) -> Option<(f32, Self::Read)> {
+        read: impl FnOnce(format::ElementData) -> R,
+    ) -> Option<(f32, R)> {
         out.clear();
         let layout = self.meta.code_layout()?;
         if !id.is_valid() {
@@ -346,11 +347,8 @@ impl CodedStore for PageStore {
         let (dist, read, neighbour_tid) = {
             let element = self.element_on(&locked, id)?;
             let dist = element.vector.distance(self.metric, query);
-            (
-                dist,
-                (element.deleted, element.heap_tids),
-                element.neighbour_tid,
-            )
+            let neighbour_tid = element.neighbour_tid;
+            (dist, read(element), neighbour_tid)
         };
         if neighbour_tid.block != id.block {
             drop(locked);
@@ -390,5 +388,24 @@ impl CodedStore for PageStore {
             }
         }
         Some((dist, read))
+    }
+}
+
+impl CodedStore for PageStore {
+    /// Whether the element is deleted, and its heap TIDs.
+    type Read = (bool, Vec<Tid>);
+
+    fn expand(
+        &self,
+        id: Tid,
+        layer: usize,
+        query: &[f32],
+        table: &QueryTable,
+        fresh: impl FnMut(Tid) -> bool,
+        out: &mut Vec<Scored<Tid>>,
+    ) -> Option<(f32, Self::Read)> {
+        self.expand_with(id, layer, query, table, fresh, out, |e| {
+            (e.deleted, e.heap_tids)
+        })
     }
 }
