@@ -368,7 +368,6 @@ mod tests {
                 .map(|s| graph.distance(&query, s.id))
                 .fold(f32::INFINITY, f32::min);
         }
-        eprintln!("reads {plain_reads} / {coded_reads}, best {plain_best} / {coded_best}");
         assert!(
             coded_reads * 3 < plain_reads,
             "{coded_reads} vs {plain_reads}"
