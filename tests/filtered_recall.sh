@@ -133,16 +133,17 @@ got=$(paths "pct < 1" 0)
 [ "$got" = "20 graph (codes)" ] || fail "pct < 1 (spread matches, 1%) took: $got (expected the graph trial, 20 graph (codes))"
 echo "ok: a 1% range alone with spread matches is answered by the graph trial (20 graph (codes))"
 got=$(paths "rank <= 60" 1)
-[ "$got" = "20 exact" ] || fail "rank <= 60 (0.1%) took: $got (expected 20 exact: too few matches for a trial)"
-echo "ok: a 0.1% range alone goes straight to the exact path (20 exact)"
+[ "$got" = "20 exact (codes)" ] || fail "rank <= 60 (0.1%) took: $got (expected 20 exact (codes): too few matches for a trial)"
+echo "ok: a 0.1% range alone goes straight to the exact path, over codes (20 exact (codes))"
 # A trial that runs out of visits (xhnsw.max_scan_tuples = 2000 cuts it short here: the
 # matches lie far from these queries) hands over to the exact path: exact rows only.
 CAP="-c xhnsw.max_scan_tuples=2000"
 got=$(paths "rank <= 600" 1 "$CAP")
-[ "$got" = "20 graph (codes), then exact" ] || fail "rank <= 600 (q1) under a 2000-visit cap took: $got"
+[ "$got" = "20 graph (codes), then exact (codes)" ] || fail "rank <= 600 (q1) under a 2000-visit cap took: $got"
 check_mixed "range 1% (q1), trial cut short" "rank <= 600" 1 10 "$CAP" 1.000
-echo "ok: a trial cut short hands over to the exact path (20 graph (codes), then exact; recall 1.000)"
-# Without codes' search (strict order), the full-precision trial does the same.
+echo "ok: a trial cut short hands over to the exact path (20 graph (codes), then exact (codes); recall 1.000)"
+# Without codes (strict order), the full-precision trial does the same, and the exact path
+# reads every candidate.
 got=$(paths "rank <= 600" 1 "$CAP -c xhnsw.strict_order=on")
 [ "$got" = "20 graph, then exact" ] || fail "rank <= 600 (q1), strict order, under the cap took: $got"
 echo "ok: the full-precision trial cut short hands over too (20 graph, then exact)"

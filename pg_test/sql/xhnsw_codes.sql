@@ -90,6 +90,53 @@ SELECT check_name, value FROM xmodal.index_check('ct_l2') WHERE value <> 0 AND c
 REINDEX INDEX ct_l2;
 SELECT code_recall('<->', 10, 'graph (codes)') >= 0.95 AS recall_after_reindex;
 
+-- The exact path over code pages (an index with codes and filter columns): a filter's
+-- candidates ranked by their codes' lower bounds, the nearest read and ranked exactly. Against
+-- the exact answer, for a category (the tags list 1 in 5 of the rows; a low
+-- exact_filter_limit keeps the directory path away) and a range alone (every row a candidate),
+-- LIMIT 10 and 100; then after inserts (rows without codes, read first) and deletes.
+CREATE TABLE cf AS SELECT id, emb, id % 5 AS cat, (id * 7919) % 100 AS pct FROM ct_copy;
+CREATE INDEX cf_hybrid ON cf USING xhnsw (emb, cat, pct);
+ANALYZE cf;
+CREATE FUNCTION filtered_recall(filter text, k int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    hits int := 0;
+    total int := 0;
+    approx int[];
+    exact int[];
+    r record;
+    query text := 'SELECT array_agg(id) FROM (SELECT id FROM cf WHERE %s ORDER BY emb <-> %L LIMIT %s) s';
+BEGIN
+    FOR r IN SELECT * FROM cq LOOP
+        PERFORM set_config('enable_seqscan', 'off', true);
+        PERFORM set_config('enable_bitmapscan', 'off', true);
+        EXECUTE format(query, filter, r.emb, k) INTO approx;
+        IF xmodal.xhnsw_last_scan_path() <> 'exact (codes)' THEN
+            RETURN 'path ' || xmodal.xhnsw_last_scan_path();
+        END IF;
+        PERFORM set_config('enable_seqscan', 'on', true);
+        PERFORM set_config('enable_indexscan', 'off', true);
+        EXECUTE format(query, filter, r.emb, k) INTO exact;
+        PERFORM set_config('enable_indexscan', 'on', true);
+        IF cardinality(approx) <> cardinality(exact) THEN
+            RETURN format('%s rows, %s match', cardinality(approx), cardinality(exact));
+        END IF;
+        hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
+        total := total + cardinality(exact);
+    END LOOP;
+    RETURN CASE WHEN hits >= 0.99 * total THEN 'ok' ELSE format('recall %s/%s', hits, total) END;
+END $$;
+SET xhnsw.exact_filter_limit = 100;
+SELECT f, k, filtered_recall(f, k) FROM (VALUES ('cat = 1'), ('pct < 2'), ('cat = 2 AND pct < 50')) v(f),
+    (VALUES (10), (100)) l(k) ORDER BY f, k;
+INSERT INTO cf SELECT i, code_embedding(), i % 5, (i * 7919) % 100 FROM generate_series(5001, 5500) i;
+DELETE FROM cf WHERE id % 7 = 0;
+SELECT f, filtered_recall(f, 10) FROM (VALUES ('cat = 1'), ('pct < 2')) v(f) ORDER BY f;
+VACUUM cf;
+SELECT f, filtered_recall(f, 10) FROM (VALUES ('cat = 1'), ('pct < 2')) v(f) ORDER BY f;
+RESET xhnsw.exact_filter_limit;
+SELECT check_name, value FROM xmodal.index_check('cf_hybrid') WHERE value <> 0 AND check_name NOT IN ('elements', 'heap_tids');
+
 -- Dimensions without codes: under 64 (estimates too coarse), over 1024 at m = 16 (a full
 -- list of codes would not fit in a page).
 CREATE TABLE c_small (id int, emb xvector(16));

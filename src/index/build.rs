@@ -189,6 +189,8 @@ fn new_meta(metric: Metric, layout: Layout, options: IndexOptions) -> MetaPage {
         elements: 0,
         directory_head: META_BLOCK,
         directory_tail: META_BLOCK,
+        code_pages: META_BLOCK,
+        coded_entries: 0,
     }
 }
 
@@ -568,14 +570,18 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         }
         None => META_BLOCK,
     };
-    let directory = if buffer::has_filter_columns(state.index) {
-        directory::write_built(
+    let (directory, code_pages) = if buffer::has_filter_columns(state.index) {
+        let directory = directory::write_built(
             state.index,
             last_block.max(centroid_block) + 1,
             element_tid.iter().copied().zip(state.tags.iter().copied()),
-        )
+        );
+        let code_pages = coded.as_ref().and_then(|(layout, codes)| {
+            write_code_pages(state.index, &codes.codes, layout.code_bytes)
+        });
+        (directory, code_pages)
     } else {
-        (META_BLOCK, META_BLOCK)
+        ((META_BLOCK, META_BLOCK), None)
     };
     update_meta_after_build(
         state,
@@ -584,7 +590,21 @@ fn write_graph(state: &BuildState, graph: &MemGraph<DistanceFn>) {
         last_block,
         directory,
         centroid_block,
+        code_pages,
     );
+}
+
+/// The code of each element in the directory's order (node order), on consecutive pages after
+/// the directory's (ranked.rs reads them); their first block, None when there are no nodes.
+fn write_code_pages(index: pg_sys::Relation, codes: &[u8], code_bytes: usize) -> Option<u32> {
+    let per_page = format::codes_per_page(code_bytes) * code_bytes;
+    let first = buffer::block_count(index);
+    for (i, chunk) in codes.chunks(per_page).enumerate() {
+        pgrx::check_for_interrupts!();
+        let page = new_page(index, first + i as u32);
+        add_at(&page, &format::encode_code_page(chunk, code_bytes), 1);
+    }
+    (!codes.is_empty()).then_some(first)
 }
 
 /// Every node's code, and the centroid they are taken around (the nodes' mean).
@@ -638,6 +658,7 @@ fn update_meta_after_build(
     last_block: u32,
     (directory_head, directory_tail): (u32, u32),
     centroid_block: u32,
+    code_pages: Option<u32>,
 ) {
     let locked = Locked::read(state.index, META_BLOCK, true);
     unsafe {
@@ -652,6 +673,10 @@ fn update_meta_after_build(
         meta.directory_head = directory_head;
         meta.directory_tail = directory_tail;
         meta.centroid_block = centroid_block;
+        if let Some(first) = code_pages {
+            meta.code_pages = first;
+            meta.coded_entries = element_tid.len() as u32;
+        }
         buffer::write_meta(locked.page(), &meta);
         pg_sys::MarkBufferDirty(locked.buffer);
     }

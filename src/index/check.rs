@@ -2,7 +2,8 @@
 //! and for the crash tests. Every count but the first three should be 0; `unreachable` can be
 //! above 0 after a crash in the middle of an insert (an element written, not yet linked).
 //! `directory_mismatches` counts elements missing from the filter directory, entries that point
-//! at no element, and duplicate entries.
+//! at no element, and duplicate entries; `code_mismatches` the entries the build listed whose
+//! code on the code pages (ranked.rs) is missing or is not the code of their element's vector.
 //!
 //! Only the table's owner (or a superuser) may run it: it locks the index and reports row
 //! counts. Relation kind, access method and ownership are checked in the system caches before
@@ -13,11 +14,14 @@
 use pgrx::prelude::*;
 use std::collections::VecDeque;
 
+use super::code;
 use super::directory;
 use super::page::{
     buffer::{self, Locked},
     format::{self, Layout, Tid},
 };
+use super::ranked;
+use super::store::PageStore;
 
 /// Every element of the index by a dense id (its rank in physical order), with its level and
 /// deleted flag: 3 bytes and 2 bits an element, plus 4 bytes a page.
@@ -229,6 +233,10 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
     } else {
         0
     };
+    let code_mismatches = match ranked::code_pages_of(&meta) {
+        Some(code_bytes) => code_mismatches(index, &meta, code_bytes, blocks),
+        None => 0,
+    };
     let reached = entry.map_or(0, |entry| {
         reachable(index, m, layout, blocks, entry, &elements)
     });
@@ -244,6 +252,7 @@ pub(crate) fn check_index(index: pg_sys::Relation) -> Vec<(String, i64)> {
         ("level_violations".into(), level_violations),
         ("unreachable".into(), unreachable),
         ("directory_mismatches".into(), directory_mismatches),
+        ("code_mismatches".into(), code_mismatches),
     ]
 }
 
@@ -262,6 +271,48 @@ fn directory_mismatches(index: pg_sys::Relation, head: u32, elements: &Elements)
         std::ops::ControlFlow::Continue(())
     });
     problems + (elements.len() - listed.count()) as i64
+}
+
+/// The build's directory entries whose code is missing from the code pages or differs from
+/// the code of their element's vector (an entry naming no element counts too).
+fn code_mismatches(
+    index: pg_sys::Relation,
+    meta: &format::MetaPage,
+    code_bytes: usize,
+    blocks: u32,
+) -> i64 {
+    let store = PageStore::open(index);
+    let per_page = format::codes_per_page(code_bytes);
+    let coded = meta.coded_entries as usize;
+    let (mut listed, mut problems) = (0usize, 0i64);
+    let mut expected = vec![0u8; code_bytes];
+    directory::for_each_matching(
+        index,
+        meta,
+        |_| true,
+        |elements, positions| {
+            for (&element, &position) in elements.iter().zip(positions) {
+                if position >= coded {
+                    return;
+                }
+                listed += 1;
+                let Some(vector) = store.with_element(element, |e| e.vector.to_vec()) else {
+                    problems += 1;
+                    continue;
+                };
+                code::encode(store.centroid(), &vector, &mut expected);
+                let block = meta.code_pages as usize + position / per_page;
+                let same = block < blocks as usize && {
+                    let locked = Locked::read(index, block as u32, false);
+                    let slot = position % per_page;
+                    let code = unsafe { buffer::code_at(locked.page(), slot, code_bytes) };
+                    code == Some(&expected[..])
+                };
+                problems += !same as i64;
+            }
+        },
+    );
+    problems + (coded - listed.min(coded)) as i64
 }
 
 /// Live elements reached on layer 0 from the entry point (deleted ones are not crossed).

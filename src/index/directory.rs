@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 
 use super::page::{
     buffer::{self, DirectoryEntries, Locked, Xlog},
-    format::{self, MetaPage, Tid, META_BLOCK},
+    format::{MetaPage, Tid, META_BLOCK},
 };
 
 /// Write the directory of a freshly built graph on new pages from `first_block` on (the build
@@ -256,38 +256,40 @@ pub fn survey(
 }
 
 /// Every element whose tag passes `may_match`, a directory page at a time: `visit` gets each
-/// page's elements after that page's lock is released, so it may read the elements (element
-/// pages are never locked after a directory page). Checks for interrupts after each page.
+/// page's elements, with their positions in the directory (0 for its first entry), after that
+/// page's lock is released, so it may read the elements (element pages are never locked after
+/// a directory page). Checks for interrupts after each page.
 pub fn for_each_matching(
     index: pg_sys::Relation,
     meta: &MetaPage,
     may_match: impl Fn(u64) -> bool,
-    mut visit: impl FnMut(&[Tid]),
+    mut visit: impl FnMut(&[Tid], &[usize]),
 ) {
     let mut bound = ChainBound::new(index);
     let mut block = meta.directory_head;
-    let mut chunk = Vec::with_capacity(format::directory_capacity());
+    let mut first_position = 0;
+    let (mut elements, mut positions) = (Vec::new(), Vec::new());
     while block != META_BLOCK {
         if !bound.step(block) {
             corrupt(index)
         }
-        chunk.clear();
+        elements.clear();
+        positions.clear();
         {
             let locked = Locked::read(index, block, false);
             let Some(entries) = (unsafe { buffer::directory_entries(locked.page()) }) else {
                 corrupt(index)
             };
-            chunk.extend(
-                entries
-                    .tags
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &tag)| may_match(tag))
-                    .map(|(position, _)| entries.element(position)),
-            );
+            for (slot, &tag) in entries.tags.iter().enumerate() {
+                if may_match(tag) {
+                    elements.push(entries.element(slot));
+                    positions.push(first_position + slot);
+                }
+            }
+            first_position += entries.tags.len();
             block = unsafe { buffer::next_directory_page(locked.page()) };
         }
-        visit(&chunk);
+        visit(&elements, &positions);
         pgrx::check_for_interrupts!();
     }
 }

@@ -36,12 +36,18 @@ pub struct ExactPass {
 }
 
 impl ExactPass {
-    pub fn new(query: &[f32], candidates: Candidates, skip: HashSet<Tid>) -> ExactPass {
+    /// The matches beyond `after` (all when None), skipping `skip`.
+    pub fn new(
+        query: &[f32],
+        candidates: Candidates,
+        skip: HashSet<Tid>,
+        after: Option<Scored<Tid>>,
+    ) -> ExactPass {
         ExactPass {
             query: query.to_vec(),
             candidates,
             skip,
-            after: None,
+            after,
             done: false,
         }
     }
@@ -95,7 +101,7 @@ impl ExactPass {
                 store.index,
                 &store.meta,
                 |tag| tags.may_match(tag),
-                |ids| store.for_each_element(ids, &mut consider),
+                |ids, _| store.for_each_element(ids, &mut consider),
             ),
         }
         self.done = best.len() < ROUND;
@@ -108,25 +114,26 @@ impl ExactPass {
     }
 }
 
-/// A match and its heap TIDs, ordered by the match alone (read once, when it is ranked).
-struct Ranked(Scored<Tid>, Vec<Tid>);
+/// A match and what was read with it (its heap TIDs), ordered by the match alone (read once,
+/// when it is ranked).
+pub(super) struct Ranked<T = Vec<Tid>>(pub Scored<Tid>, pub T);
 
-impl Ord for Ranked {
+impl<T> Ord for Ranked<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.cmp(&other.0)
     }
 }
 
-impl PartialOrd for Ranked {
+impl<T> PartialOrd for Ranked<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Ranked {
+impl<T> PartialEq for Ranked<T> {
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0
     }
 }
 
-impl Eq for Ranked {}
+impl<T> Eq for Ranked<T> {}

@@ -3,8 +3,14 @@
 
 use pgrx::prelude::*;
 
-use super::filter::{exact_beats_graph, expected_graph_visits, GRAPH_VISIT_READS, SAMPLE_CHUNK};
-use super::page::format::directory_capacity;
+use super::filter::{
+    exact_beats_graph, expected_graph_visits, ranked_reads, GRAPH_VISIT_READS, SAMPLE_CHUNK,
+};
+use super::page::{
+    buffer,
+    format::{self, directory_capacity},
+};
+use super::ranked::code_pages_of;
 use super::tags::TagColumns;
 use super::{build, insert, options, scan, vacuum};
 
@@ -120,7 +126,7 @@ unsafe extern "C-unwind" fn amcostestimate(
         }
         let info = (*path).indexinfo;
         let tuples = (*info).tuples.max(1.0);
-        let (m, tag_clauses, clauses) = index_facts((*info).indexoid, path);
+        let (m, tag_clauses, clauses, code_pages) = index_facts((*info).indexoid, path);
         let ef = options::EF_SEARCH.get() as usize;
         let per_visit = 0.1 * pg_sys::random_page_cost
             + pg_sys::cpu_index_tuple_cost
@@ -158,8 +164,16 @@ unsafe extern "C-unwind" fn amcostestimate(
         let survey = directory_pages * pg_sys::seq_page_cost + tuples * pg_sys::cpu_operator_cost;
         let ranked_at_start = candidates <= limit || exact_beats_graph(candidates, graph);
         let (visited, read_cost) = if ranked_at_start {
-            // Candidates are read in the directory's (physical) order, their lists never.
-            (candidates, candidates * per_visit / GRAPH_VISIT_READS)
+            // Candidates are read in the directory's (physical) order, their lists never; over
+            // codes, their code pages and the nearest of them.
+            let reads = match code_pages {
+                Some(code_pages) if candidates > limit => {
+                    let matches = filter_selectivity * tuples;
+                    ranked_reads(candidates, matches, code_pages, ef)
+                }
+                _ => candidates,
+            };
+            (reads, reads * per_visit / GRAPH_VISIT_READS)
         } else {
             // The graph path is costed where the choice is clear: its sample settles after
             // one chunk.
@@ -179,15 +193,22 @@ unsafe extern "C-unwind" fn amcostestimate(
 }
 
 /// `m` of an index, the path's filter clauses that the filter directory's tags can check (as
-/// a list of RestrictInfos, NIL for none), and how many filter clauses the path has; the
-/// planner already holds a lock on the index.
+/// a list of RestrictInfos, NIL for none), how many filter clauses the path has, and the
+/// index's code pages when its exact path runs over codes (ranked.rs); the planner already
+/// holds a lock on the index.
 unsafe fn index_facts(
     oid: pg_sys::Oid,
     path: *mut pg_sys::IndexPath,
-) -> (usize, *mut pg_sys::List, usize) {
+) -> (usize, *mut pg_sys::List, usize, Option<f64>) {
     unsafe {
         let index = pg_sys::index_open(oid, pg_sys::NoLock as _);
         let m = options::index_options(index).m;
+        let meta = buffer::read_meta_of(index);
+        let code_pages = code_pages_of(&meta)
+            .filter(|_| !options::STRICT_ORDER.get())
+            .map(|code_bytes| {
+                (meta.coded_entries as f64 / format::codes_per_page(code_bytes) as f64).ceil()
+            });
         let tags = TagColumns::of(index);
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let info = (*path).indexinfo;
@@ -211,7 +232,7 @@ unsafe fn index_facts(
                 }
             }
         }
-        (m, tagged, count)
+        (m, tagged, count, code_pages)
     }
 }
 

@@ -4,7 +4,7 @@
 //! graph over pages), code (one-bit codes of vectors and their distance estimates) and coded
 //! (the search that orders its frontier by them), filter (filter columns and scan keys), tags and directory (the filter
 //! directory that selective filters read instead of the graph), exact (ranking a filter's
-//! matches exactly), build, insert, scan, vacuum, check (`xmodal.index_check`). graph.rs holds
+//! matches exactly) and ranked (the same, reading the matches nearest by their codes first), build, insert, scan, vacuum, check (`xmodal.index_check`). graph.rs holds
 //! the HNSW algorithms with no Postgres types.
 
 pub mod build;
@@ -19,6 +19,7 @@ pub mod handler;
 pub mod insert;
 pub mod options;
 pub mod page;
+pub mod ranked;
 pub mod resumable;
 pub mod scan;
 pub mod store;

@@ -76,7 +76,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"xhnsw.strict_order",
         c"Never return a row closer than one already returned",
-        c"Off (default): rows come in near distance order and none is lost. On: exact order, but rows the search finds late are skipped.",
+        c"Off (default): rows come in near distance order and none is lost. On: exact order, but rows the search finds late are skipped; searches and exact paths use full precision only, not codes.",
         &STRICT_ORDER,
         GucContext::Userset,
         GucFlags::default(),

@@ -41,6 +41,7 @@ use super::page::{
     buffer::{self, Locked},
     format::Tid,
 };
+use super::ranked::{code_pages_of, RankedPass, Step};
 use super::resumable::{narrowed_ef, ResumableOptions, ResumableSearch};
 use super::store::PageStore;
 use crate::vector::half::index_elements;
@@ -57,6 +58,9 @@ enum Mode {
     Coded(Box<CodedScan>),
     /// A filter's matches, ranked exactly.
     Exact(Box<ExactPass>),
+    /// The same, reading the candidates nearest by their codes first (an index with code
+    /// pages), until it hands over to `Exact`.
+    Ranked(Box<RankedPass>),
     /// Physical order from this block on.
     Sequential(u32),
     Done,
@@ -276,6 +280,23 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
             state.mode = Some(Mode::Done);
             false
         }
+        Mode::Ranked(pass) => {
+            let filter = state.filter.as_mut().expect("the exact path has a filter");
+            match pass.step(&store, filter, &mut state.pending) {
+                Step::Queued => true,
+                Step::Done => {
+                    state.mode = Some(Mode::Done);
+                    false
+                }
+                Step::HandOver(candidates, skip, after) => {
+                    let query = state.query.as_deref().and_then(|q| store.metric.prepare(q));
+                    let query = query.expect("the exact path has a query");
+                    let pass = ExactPass::new(&query, candidates, skip, after);
+                    state.mode = Some(Mode::Exact(Box::new(pass)));
+                    true
+                }
+            }
+        }
         Mode::Coded(_) => unreachable!("served above"),
         Mode::Graph(search, switch) => {
             state.batch.clear();
@@ -307,15 +328,13 @@ fn refill(index: pg_sys::Relation, state: &mut ScanState) -> bool {
                         returned,
                         ..
                     } = *switch;
-                    LAST_PATH.set("graph, then exact");
                     let query = state
                         .query
                         .as_deref()
                         .and_then(|q| store.metric.prepare(q))
                         .expect("a graph search has a query");
-                    state.mode = Some(Mode::Exact(Box::new(ExactPass::new(
-                        &query, candidates, returned,
-                    ))));
+                    let paths = ["graph, then exact", "graph, then exact (codes)"];
+                    state.mode = Some(exact_path(&store, &query, candidates, returned, paths));
                     return true;
                 }
                 let limit = MAX_SCAN_TUPLES.get() as usize;
@@ -364,16 +383,11 @@ fn start(store: &PageStore, query: Option<&[f32]>, filter: Option<&mut KeyFilter
     let mut filter = filter;
     match filter.as_mut().map(|filter| plan_filtered(store, filter)) {
         Some(FilterPlan::Exact(candidates)) => {
-            LAST_PATH.set(if matches!(candidates, Candidates::Listed(_)) {
-                "directory"
-            } else {
-                "exact"
-            });
-            return Mode::Exact(Box::new(ExactPass::new(
-                &prepared,
-                candidates,
-                HashSet::new(),
-            )));
+            let paths = match candidates {
+                Candidates::Listed(_) => ["directory"; 2],
+                Candidates::Directory(_) => ["exact", "exact (codes)"],
+            };
+            return exact_path(store, &prepared, candidates, HashSet::new(), paths);
         }
         Some(FilterPlan::Graph {
             candidates,
@@ -448,13 +462,11 @@ fn coded_scan(
     };
     let switch = match switch {
         Some(switch) if capped => {
-            LAST_PATH.set("graph (codes), then exact");
-            let candidates = switch.candidates;
-            return Mode::Exact(Box::new(ExactPass::new(
-                prepared,
-                candidates,
-                HashSet::new(),
-            )));
+            let paths = [
+                "graph (codes), then exact",
+                "graph (codes), then exact (codes)",
+            ];
+            return exact_path(store, prepared, switch.candidates, HashSet::new(), paths);
         }
         switch => switch,
     };
@@ -465,6 +477,31 @@ fn coded_scan(
         max_visited,
         switch,
     }))
+}
+
+/// The exact path over `candidates`, skipping `skip`: over codes first where the index has
+/// code pages, the candidates are the directory's and `xhnsw.strict_order` is off (ranked.rs),
+/// else reading every one; the
+/// scan's path is named `paths[0]` or, over codes, `paths[1]`.
+fn exact_path(
+    store: &PageStore,
+    prepared: &[f32],
+    candidates: Candidates,
+    skip: HashSet<Tid>,
+    paths: [&'static str; 2],
+) -> Mode {
+    let code_pages = code_pages_of(&store.meta).filter(|_| !STRICT_ORDER.get());
+    match (candidates, code_pages) {
+        (Candidates::Directory(tags), Some(code_bytes)) => {
+            LAST_PATH.set(paths[1]);
+            let pass = RankedPass::collect(store, prepared, tags, skip, code_bytes);
+            Mode::Ranked(Box::new(pass))
+        }
+        (candidates, _) => {
+            LAST_PATH.set(paths[0]);
+            Mode::Exact(Box::new(ExactPass::new(prepared, candidates, skip, None)))
+        }
+    }
 }
 
 /// The full-precision graph search (resumable.rs).
@@ -660,9 +697,11 @@ mod xmodal {
 
     /// The path the latest xhnsw index scan of this session took: `directory` (a selective
     /// filter's candidates listed by the filter directory, ranked exactly), `exact` (every
-    /// element the directory's tags let through read and ranked exactly), `graph`, `graph,
-    /// then exact` (the graph search handed over to the exact path), `sequential` (NULL
-    /// query), or `none`. EXPLAIN cannot show it: the scan chooses when it starts.
+    /// element the directory's tags let through read and ranked exactly; `exact (codes)`: the
+    /// nearest of them by their codes read first), `graph`, `graph, then exact` (the graph
+    /// search handed over to the exact path), the same with `(codes)` for searches and exact
+    /// paths over codes, `sequential` (NULL query), or `none`. EXPLAIN cannot show it: the
+    /// scan chooses when it starts.
     #[pg_extern(volatile, parallel_restricted)]
     fn xhnsw_last_scan_path() -> &'static str {
         super::LAST_PATH.get()

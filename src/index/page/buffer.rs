@@ -378,6 +378,16 @@ pub fn for_each_element(
     }
 }
 
+/// The code in `slot` of a code page (ranked.rs); None when the page holds none there.
+///
+/// # Safety
+/// `page` must be a locked page; the result borrows it.
+pub unsafe fn code_at<'a>(page: pg_sys::Page, slot: usize, code_bytes: usize) -> Option<&'a [u8]> {
+    let item = unsafe { item_ptr(page, 1) }?;
+    let codes = super::format::parse_code_page(unsafe { item.bytes() }, code_bytes).ok()?;
+    codes.get(slot * code_bytes..(slot + 1) * code_bytes)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Filter directory pages (directory.rs)
 

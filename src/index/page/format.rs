@@ -18,7 +18,10 @@
 //! and inserts put an element and its neighbour item on the same page when they fit.
 //! Filter directory pages (directory.rs) hold one item each and the next page's number in
 //! their special space. An index with codes built on rows has one more page, after the
-//! graph's, whose only item is the centroid its codes are taken around.
+//! graph's, whose only item is the centroid its codes are taken around; with a filter
+//! directory too (format 7), consecutive code pages after the directory hold the code of each
+//! element the build listed there, in the directory's order (`MetaPage::code_pages`), which the
+//! exact path ranks before it reads any element (ranked.rs).
 
 use crate::vector::metric::Metric;
 use pgrx::pg_sys;
@@ -29,8 +32,9 @@ pub const MAGIC: u32 = 0x7868_6e73; // "xhns"
 /// Version 2 added the filter directory (directory.rs); version 1 indexes are read without it.
 /// 2: the filter directory; 3: `MetaPage::storage` (float2 elements for xhalfvec);
 /// 4: `MetaPage::keep_pruned`; 5: `MetaPage::codes` (neighbours' codes in layer-0 lists);
-/// 6: codes in upper lists too (`MetaPage::codes` = 2).
-pub const VERSION: u32 = 6;
+/// 6: codes in upper lists too (`MetaPage::codes` = 2); 7: code pages beside the filter
+/// directory (`MetaPage::code_pages`).
+pub const VERSION: u32 = 7;
 const OLDEST_READABLE_VERSION: u32 = 1;
 /// Heap TIDs stored inline in one element; more copies of a vector get another element.
 pub const MAX_HEAP_TIDS: usize = 8;
@@ -41,6 +45,9 @@ pub(super) const DIRECTORY_KIND: u8 = 3;
 /// The centroid the codes are taken around: float4 values after an 8-byte header.
 const CENTROID_KIND: u8 = 4;
 const CENTROID_HEADER: usize = 8;
+/// Codes of the directory's elements, back to back after an 8-byte header.
+const CODES_KIND: u8 = 5;
+const CODES_HEADER: usize = 8;
 const FLAG_DELETED: u8 = 1;
 
 /// Where an element item's header fields lie (bytes 12..16 are unused).
@@ -144,6 +151,11 @@ pub struct MetaPage {
     /// The page holding the codes' centroid as its only item; META_BLOCK when there is none
     /// (an index built empty): codes are then taken around zero.
     pub centroid_block: u32,
+    /// The first code page (format 7): the codes of the first `coded_entries` elements of the
+    /// filter directory, in its order, [`codes_per_page`] to a page on consecutive pages.
+    /// META_BLOCK when there are none (no directory, no codes, or before format 7).
+    pub code_pages: u32,
+    pub coded_entries: u32,
 }
 
 impl MetaPage {
@@ -685,6 +697,43 @@ pub fn parse_centroid(bytes: &[u8], dims: usize) -> Result<Vec<f32>, Corrupt> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Code pages (ranked.rs): one item each, its kind, a byte unused, the count of codes (u16), 4
+// bytes unused, then the codes back to back.
+
+/// Codes on one code page.
+pub fn codes_per_page(code_bytes: usize) -> usize {
+    let space = page_usable_space() - std::mem::size_of::<pg_sys::ItemIdData>();
+    (space - CODES_HEADER - 7) / code_bytes.max(1) // 7: the item is MAXALIGNed
+}
+
+/// A code page's item for `codes` (at most `codes_per_page` of `code_bytes` each).
+pub fn encode_code_page(codes: &[u8], code_bytes: usize) -> Vec<u8> {
+    let count = codes.len() / code_bytes;
+    debug_assert!(count <= codes_per_page(code_bytes));
+    let mut out = vec![0u8; maxalign(CODES_HEADER + codes.len())];
+    out[0] = CODES_KIND;
+    out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
+    out[CODES_HEADER..CODES_HEADER + codes.len()].copy_from_slice(codes);
+    out
+}
+
+/// The codes of a code page's item, `code_bytes` each, checked against the item's length.
+pub fn parse_code_page(bytes: &[u8], code_bytes: usize) -> Result<&[u8], Corrupt> {
+    let count = match bytes.get(..CODES_HEADER) {
+        Some(header) if header[0] == CODES_KIND => u16::from_le_bytes([header[2], header[3]]),
+        _ => return Err(Corrupt("not a code page".into())),
+    } as usize;
+    let end = CODES_HEADER + count * code_bytes;
+    if count > codes_per_page(code_bytes) || end > bytes.len() {
+        return Err(Corrupt(format!(
+            "code page of {} bytes holding {count} codes of {code_bytes}",
+            bytes.len()
+        )));
+    }
+    Ok(&bytes[CODES_HEADER..end])
+}
+
+// ---------------------------------------------------------------------------------------------
 // Filter directory pages (directory.rs). Each holds one item: a count, then the tags of up to
 // `directory_capacity()` elements as one array (what a scan reads), then their TIDs in the same
 // order. The special space holds the next directory page.
@@ -788,6 +837,10 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         meta.codes = 0;
         meta.centroid_block = META_BLOCK;
     }
+    if meta.version < 7 {
+        meta.code_pages = META_BLOCK;
+        meta.coded_entries = 0;
+    }
     let (dims, m, efc) = (
         meta.dims as usize,
         meta.m as usize,
@@ -802,6 +855,7 @@ pub fn parse_meta(page: &[u8]) -> Result<MetaPage, Corrupt> {
         || meta.keep_pruned > 1
         || meta.codes > 2
         || (meta.version < 6 && meta.codes > 1)
+        || (meta.coded_entries > 0 && (meta.code_pages == META_BLOCK || meta.codes == 0))
     {
         return Err(Corrupt(format!(
             "metapage with dims {dims}, storage {}, m {m}, ef_construction {efc}, metric {}, entry level {}",
@@ -1038,6 +1092,8 @@ mod tests {
             keep_pruned: 0,
             codes: 0,
             centroid_block: 0,
+            code_pages: 0,
+            coded_entries: 0,
         }
     }
 
@@ -1111,6 +1167,52 @@ mod tests {
             None,
             "a full list of codes must fit"
         );
+    }
+
+    #[test]
+    fn code_pages_are_read_from_format_7_on() {
+        let meta = MetaPage {
+            codes: 2,
+            centroid_block: 7,
+            code_pages: 9,
+            coded_entries: 100,
+            ..empty_meta(6, 784)
+        };
+        let old = parse_meta(&page_of(meta)).unwrap();
+        assert_eq!((old.code_pages, old.coded_entries), (META_BLOCK, 0));
+        let new = parse_meta(&page_of(MetaPage { version: 7, ..meta })).unwrap();
+        assert_eq!((new.code_pages, new.coded_entries), (9, 100));
+        for broken in [
+            MetaPage {
+                code_pages: META_BLOCK,
+                ..new
+            },
+            MetaPage { codes: 0, ..new },
+        ] {
+            assert!(parse_meta(&page_of(broken)).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn code_pages_round_trip() {
+        let code_bytes = crate::index::code::code_bytes(784);
+        let per_page = codes_per_page(code_bytes);
+        assert_eq!(per_page, 58, "8 kB pages");
+        let codes: Vec<u8> = (0..per_page * code_bytes).map(|i| i as u8).collect();
+        let item = encode_code_page(&codes, code_bytes);
+        assert!(item.len() + 4 <= page_usable_space(), "{}", item.len());
+        assert_eq!(parse_code_page(&item, code_bytes), Ok(&codes[..]));
+        let few = encode_code_page(&codes[..3 * code_bytes], code_bytes);
+        assert_eq!(
+            parse_code_page(&few, code_bytes),
+            Ok(&codes[..3 * code_bytes])
+        );
+        // A count beyond the item, another kind, a short item: corrupt.
+        let mut lying = few.clone();
+        lying[2] = 4;
+        assert!(parse_code_page(&lying, code_bytes).is_err());
+        assert!(parse_code_page(&encode_centroid(&[1.0; 8]), code_bytes).is_err());
+        assert!(parse_code_page(&few[..4], code_bytes).is_err());
     }
 
     fn page_of(meta: MetaPage) -> Vec<u8> {
@@ -1406,7 +1508,7 @@ mod tests {
             let meta = MetaPage {
                 magic: MAGIC, version: VERSION, dims, m, ef_construction: efc, metric, entry: Tid::INVALID,
                 entry_level: level, insert_page: 0, elements: 0, directory_head: 0, directory_tail: 0,
-                storage, keep_pruned, codes: 0, centroid_block: 0,
+                storage, keep_pruned, codes: 0, centroid_block: 0, code_pages: 0, coded_entries: 0,
             };
             let mut page = vec![0u8; BLOCK];
             unsafe { ptr::write_unaligned(page[PAGE_HEADER_SIZE..].as_mut_ptr() as *mut MetaPage, meta) };
