@@ -185,6 +185,12 @@ impl<T> BoundedOrder<T> {
     }
 
     pub(super) fn push(&mut self, bound: f32, id: Tid) {
+        // A NaN bound (a code with corrupt corrections) must not hide the candidate: read it first.
+        let bound = if bound.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            bound
+        };
         if self.unread.len() >= 2 * self.cap {
             let cap = self.cap;
             self.unread
@@ -239,6 +245,22 @@ mod tests {
             block: 1 + i as u32 / 100,
             offset: 1 + (i % 100) as u16,
         }
+    }
+
+    /// A candidate whose bound is NaN (corrupt code corrections) is read first, not dropped.
+    #[test]
+    fn a_nan_bound_is_read_first() {
+        let mut order = BoundedOrder::new(10);
+        order.push(1.0, tid(1));
+        order.push(f32::NAN, tid(2));
+        order.seal();
+        let mut read = Vec::new();
+        let next = order.next(|t| {
+            read.push(t);
+            Some((if t == tid(2) { 0.5 } else { 1.0 }, ()))
+        });
+        assert!(matches!(next, Next::Match(Ranked(s, ())) if s.id == tid(2)));
+        assert_eq!(read, [tid(2)]);
     }
 
     /// 2,000 candidates whose bounds lie below their distances by random amounts, a third of
